@@ -1,0 +1,41 @@
+"""Array-namespace dispatch and the few heavy kernels per backend.
+
+Element-wise code in :mod:`convscope.ops` is written once against the namespace of its input
+(`array_api_compat.array_namespace`); only convolution and pooling differ per backend and are taken
+from :func:`kernels` (NumPy here; PyTorch tensors use PyTorch's own operators).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from array_api_compat import array_namespace, is_numpy_array, is_torch_array
+
+from convscope.errors import ConfigError
+
+__all__ = ["array_namespace", "asarray_like", "is_numpy_array", "is_torch_array", "kernels"]
+
+
+def kernels(x) -> ModuleType:
+    """The kernel module for x's array type: NumPy arrays or PyTorch tensors."""
+    if is_torch_array(x):
+        from convscope.backend import torch_kernels
+
+        return torch_kernels
+    if is_numpy_array(x):
+        from convscope.backend import numpy_kernels
+
+        return numpy_kernels
+    raise ConfigError(
+        f"convscope ops take NumPy arrays or PyTorch tensors, got {type(x).__name__}; "
+        f"convert with numpy.asarray(x)"
+    )
+
+
+def asarray_like(a, like):
+    """NumPy data `a` (a dropout mask, labels) as the array type and device of `like`."""
+    if is_torch_array(like):
+        import torch
+
+        return torch.as_tensor(a, device=like.device)
+    return a

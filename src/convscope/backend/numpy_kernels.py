@@ -1,0 +1,236 @@
+"""The heavy kernels on NumPy: convolution by im2col + one BLAS product, and pooling by strided slices.
+
+Channels-last throughout (DESIGN.md, Speed): an N×H×W×D input's im2col columns are laid out as
+(N, H'', W'', H', W', D), so every copy moves contiguous channel runs, the product with the filters
+w[h, w, d, k] reshaped to (H'W'D)×K is already the next activation N×H''×W''×K, and the same code
+serves 3D volumes (N×T×H×W×D) with one more spatial axis. Groups add a leading axis G: the input's
+channels are split as (G, D/G) and the filters' K outputs as (G, K/G), as in PyTorch.
+
+Arguments arrive checked and normalised by :mod:`convscope.ops`: `stride`, `dilate` are tuples
+with one int per spatial axis and `pads` is ((before, after), ...) per spatial axis.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+
+from convscope.backend import workspace
+
+
+def pad_spatial(x: np.ndarray, pads, name: str, fill: float = 0.0) -> np.ndarray:
+    """x padded on its spatial axes (negative amounts crop) into the reusable buffer `name`."""
+    crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for n, (a, b) in zip(x.shape[1:-1], pads))
+    x = x[(slice(None), *crop)]
+    grow = tuple((max(a, 0), max(b, 0)) for a, b in pads)
+    if not any(a or b for a, b in grow):
+        return x
+    shape = (x.shape[0], *(n + a + b for n, (a, b) in zip(x.shape[1:-1], grow)), x.shape[-1])
+    out = workspace.buffer(name, shape, x.dtype)
+    out.fill(fill)
+    out[(slice(None), *(slice(a, a + n) for n, (a, _) in zip(x.shape[1:-1], grow)))] = x
+    return out
+
+
+def grouped(x: np.ndarray, groups: int) -> np.ndarray:
+    """View of N×…×D as G×N×…×(D/G): group g holds channels g·D/G … (g+1)·D/G − 1."""
+    return np.moveaxis(x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups), -2, 0)
+
+
+def windows(xg: np.ndarray, out_spatial, kernel, stride, dilate) -> np.ndarray:
+    """Strided view G×N×(H''×W'')×(H'×W')×Dg of the receptive field of every output position."""
+    step = xg.strides[2:-1]
+    shape = (*xg.shape[:2], *out_spatial, *kernel, xg.shape[-1])
+    strides = (
+        *xg.strides[:2],
+        *(t * s for t, s in zip(step, stride)),
+        *(t * d for t, d in zip(step, dilate)),
+        xg.strides[-1],
+    )
+    return np.lib.stride_tricks.as_strided(xg, shape, strides, writeable=False)
+
+
+def im2col(xg: np.ndarray, out_spatial, kernel, stride, dilate, name: str) -> np.ndarray:
+    """Columns G × M × (H'W'Dg), M = N·H''·W'', in (h, w, d) order, in the reusable buffer `name`."""
+    view = windows(xg, out_spatial, kernel, stride, dilate)
+    cols = workspace.buffer(name, view.shape, xg.dtype)
+    np.copyto(cols, view)
+    rows = int(np.prod(view.shape[1 : 2 + len(out_spatial)]))
+    return cols.reshape(view.shape[0], rows, -1)
+
+
+def filters_as_matrix(w: np.ndarray, groups: int) -> np.ndarray:
+    """w[h, w, d, k] (K = G·Kg outputs) as G × (H'W'Dg) × Kg."""
+    rows = int(np.prod(w.shape[:-1]))
+    k_g = w.shape[-1] // groups
+    return np.moveaxis(w.reshape(rows, groups, k_g), 1, 0)
+
+
+def ungroup(yg: np.ndarray, spatial_shape) -> np.ndarray:
+    """G × M × Kg products back to N×…×K with k = g·Kg + kg (a view when G = 1)."""
+    groups, rows, k_g = yg.shape
+    if groups == 1:
+        return yg.reshape(*spatial_shape, k_g)
+    return np.ascontiguousarray(np.moveaxis(yg, 0, 1)).reshape(*spatial_shape, groups * k_g)
+
+
+def conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
+    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), as one GEMM per group."""
+    kernel = w.shape[:-2]
+    xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
+    cols = im2col(xg, out_spatial, kernel, stride, dilate, "conv.cols")
+    yg = np.matmul(cols, filters_as_matrix(w, groups))
+    return ungroup(yg, (x.shape[0], *out_spatial))
+
+
+def conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
+    """dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d} = colsᵀ · dy."""
+    out_spatial = dy.shape[1:-1]
+    xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
+    cols = im2col(xg, out_spatial, w_shape[:-2], stride, dilate, "conv.cols")
+    rows = cols.shape[1]
+    dyg = np.moveaxis(dy.reshape(rows, groups, dy.shape[-1] // groups), 1, 0)
+    dwg = np.matmul(cols.transpose(0, 2, 1), dyg)  # G × (H'W'Dg) × Kg
+    return np.moveaxis(dwg, 0, 1).reshape(w_shape)
+
+
+def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
+    """dE/dx: the transpose of the convolution applied to dy.
+
+    With stride 1 it is itself a convolution of dy, padded by dil·(H'−1) − P, with the filters
+    rotated by 180° and their d, k axes swapped within each group (no scatter-add). With a larger
+    stride, the column gradient dy · fᵀ is scattered back over the kernel offsets (col2im).
+    """
+    if all(s == 1 for s in stride):
+        return _conv_backward_data_rotated(dy, w, x_shape, pads, dilate, groups)
+    return _conv_backward_data_col2im(dy, w, x_shape, stride, pads, dilate, groups)
+
+
+def _rotated_filters(w: np.ndarray, groups: int) -> np.ndarray:
+    """f'[h, w, kg, g·Dg + dg] = f[H'−1−h, W'−1−w, dg, g·Kg + kg]: H'×W'×(K/G)×D."""
+    spatial = w.ndim - 2
+    d_g, k = w.shape[-2:]
+    flipped = np.flip(w, axis=tuple(range(spatial)))
+    per_group = flipped.reshape(*w.shape[:-1], groups, k // groups)  # …, Dg, G, Kg
+    swapped = np.moveaxis(per_group, (-3, -2, -1), (-1, -2, -3))  # …, Kg, G, Dg
+    return np.ascontiguousarray(swapped).reshape(*w.shape[:-2], k // groups, groups * d_g)
+
+
+def _conv_backward_data_rotated(dy, w, x_shape, pads, dilate, groups):
+    kernel = w.shape[:-2]
+    full = tuple(d * (k - 1) for k, d in zip(kernel, dilate))
+    dy_pads = tuple((e - a, e - b) for e, (a, b) in zip(full, pads))
+    return conv_forward(
+        dy, _rotated_filters(w, groups), (1,) * len(kernel), dy_pads, dilate, groups, x_shape[1:-1]
+    )
+
+
+def _conv_backward_data_col2im(dy, w, x_shape, stride, pads, dilate, groups):
+    kernel = w.shape[:-2]
+    out_spatial = dy.shape[1:-1]
+    rows = int(np.prod(dy.shape[:-1]))
+    dyg = np.moveaxis(dy.reshape(rows, groups, dy.shape[-1] // groups), 1, 0)
+    dcols = np.matmul(dyg, filters_as_matrix(w, groups).transpose(0, 2, 1))
+    d_g = x_shape[-1] // groups
+    dcols = dcols.reshape(groups, x_shape[0], *out_spatial, *kernel, d_g)
+    padded = tuple(n + a + b for n, (a, b) in zip(x_shape[1:-1], pads))
+    dxg = np.zeros((groups, x_shape[0], *padded, d_g), dtype=dy.dtype)
+    scatter_add_windows(dxg, dcols, out_spatial, kernel, stride, dilate)
+    interior = tuple(slice(a, a + n) for n, (a, _) in zip(x_shape[1:-1], pads))
+    dx = dxg[(slice(None), slice(None), *interior)]
+    return np.ascontiguousarray(np.moveaxis(dx, 0, -2)).reshape(x_shape)
+
+
+def scatter_add_windows(target, per_offset, out_spatial, kernel, stride, dilate) -> None:
+    """target[…, S·i + dil·h, …] += per_offset[…, i, …, h, …] for every kernel offset h (col2im)."""
+    lead = (slice(None),) * (target.ndim - len(kernel) - 1)
+    for offset in product(*map(range, kernel)):
+        where = tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offset, dilate, stride, out_spatial)
+        )
+        target[(*lead, *where)] += per_offset[(*lead, *((slice(None),) * len(kernel)), *offset)]
+
+
+def window_slices(out_spatial, kernel, stride):
+    """For each kernel offset (in row-major order), the strided slices it reads from the input."""
+    for offset in product(*map(range, kernel)):
+        yield tuple(
+            slice(o, o + s * (n - 1) + 1, s) for o, s, n in zip(offset, stride, out_spatial)
+        )
+
+
+def max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
+    """y_{i,j,d} = max over the window of x, padded cells counting as −∞."""
+    return _max_over_windows(pad_spatial(x, pads, "pool.pad", fill=-np.inf), kernel, stride, out_spatial)
+
+
+def _max_over_windows(xp, kernel, stride, out_spatial):
+    y = np.empty((xp.shape[0], *out_spatial, xp.shape[-1]), dtype=xp.dtype)
+    slices = window_slices(out_spatial, kernel, stride)
+    np.copyto(y, xp[(slice(None), *next(slices))])
+    for where in slices:
+        np.maximum(y, xp[(slice(None), *where)], out=y)
+    return y
+
+
+def max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
+    """Routes dE/dy_{i,j,d} to the first maximum (row-major within the window) of its window."""
+    out_spatial = dy.shape[1:-1]
+    xp = pad_spatial(x, pads, "pool.pad", fill=-np.inf)
+    y = _max_over_windows(xp, kernel, stride, out_spatial)
+    dxp = np.zeros(xp.shape, dtype=dy.dtype)
+    unrouted = np.ones(dy.shape, dtype=bool)
+    hit = np.empty(dy.shape, dtype=bool)
+    overlapping = any(s < k for s, k in zip(stride, kernel))
+    for where in window_slices(out_spatial, kernel, stride):
+        index = (slice(None), *where)
+        np.equal(xp[index], y, out=hit)
+        hit &= unrouted
+        unrouted &= ~hit
+        if overlapping:
+            dxp[index] += np.where(hit, dy, 0)
+        else:
+            np.multiply(dy, hit, out=dxp[index])
+    return _crop(dxp, pads, x.shape)
+
+
+def avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
+    """y_{i,j,d} = (1 / |window ∩ input|) Σ over the window of x: padded cells are not counted."""
+    xp = pad_spatial(x, pads, "pool.pad")
+    y = np.zeros((x.shape[0], *out_spatial, x.shape[-1]), dtype=x.dtype)
+    for where in window_slices(out_spatial, kernel, stride):
+        y += xp[(slice(None), *where)]
+    y /= window_counts(x.shape[1:-1], kernel, stride, pads, out_spatial, x.dtype)
+    return y
+
+
+def avg_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
+    """dE/dx_{p,d} = Σ over the windows holding p of dE/dy_{i,j,d} / |window ∩ input|."""
+    out_spatial = dy.shape[1:-1]
+    share = dy / window_counts(x.shape[1:-1], kernel, stride, pads, out_spatial, dy.dtype)
+    padded = (x.shape[0], *(n + a + b for n, (a, b) in zip(x.shape[1:-1], pads)), x.shape[-1])
+    dxp = np.zeros(padded, dtype=dy.dtype)
+    for where in window_slices(out_spatial, kernel, stride):
+        dxp[(slice(None), *where)] += share
+    return _crop(dxp, pads, x.shape)
+
+
+def window_counts(in_spatial, kernel, stride, pads, out_spatial, dtype) -> np.ndarray:
+    """Number of real (unpadded) input cells in each window, shaped 1×H''×W''×1 for broadcasting."""
+    counts = np.ones((), dtype=dtype)
+    for axis, (n, k, s, (before, _), o) in enumerate(
+        zip(in_spatial, kernel, stride, pads, out_spatial)
+    ):
+        start = np.arange(o) * s - before
+        along = np.minimum(start + k, n) - np.maximum(start, 0)
+        shape = [1] * len(in_spatial)
+        shape[axis] = o
+        counts = counts * along.reshape(shape).astype(dtype)
+    return counts[None, ..., None]
+
+
+def _crop(xp, pads, shape):
+    interior = tuple(slice(a, a + n) for n, (a, _) in zip(shape[1:-1], pads))
+    return np.ascontiguousarray(xp[(slice(None), *interior)])

@@ -1,0 +1,87 @@
+"""Checking and normalising the hyper-parameters shared by the spatial ops.
+
+Stride, dilation and kernel sizes are an int or one value per spatial axis; padding (and the
+transposed convolution's crop) is an int, one value per spatial axis, or (before, after) for each
+spatial axis in order: (P_U, P_D, P_L, P_R) in 2D, (front, back, top, bottom, left, right) in 3D.
+"""
+
+from __future__ import annotations
+
+from convscope.errors import ConfigError, ShapeError, describe_shape
+
+SPATIAL_AXES = {4: 2, 5: 3}  # x.ndim -> number of spatial axes (N×H×W×D, N×T×H×W×D)
+
+
+def spatial_dims(op: str, x) -> int:
+    """Number of spatial axes of an N×H×W×D (2) or N×T×H×W×D (3) input, or a clear error."""
+    dims = SPATIAL_AXES.get(getattr(x, "ndim", -1))
+    if dims is None:
+        raise ShapeError(
+            f"{op}: expected a 2D batch N×H×W×D (4 axes) or a 3D batch N×T×H×W×D (5 axes), "
+            f"got {describe_shape(getattr(x, 'shape', ()))}; add the channel axis D=1 for gray "
+            f"images (x[..., None])"
+        )
+    return dims
+
+
+def per_axis(op: str, name: str, value, dims: int, *, minimum: int) -> tuple[int, ...]:
+    """An int or a sequence of `dims` ints, each >= minimum, as a tuple of length dims."""
+    values = (value,) * dims if _is_int(value) else tuple(value)
+    if len(values) != dims or not all(_is_int(v) for v in values):
+        raise ConfigError(f"{op}: {name} must be an int or {dims} ints, got {value!r}")
+    if any(v < minimum for v in values):
+        raise ConfigError(f"{op}: {name} must be >= {minimum} on every axis, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def padding(op: str, name: str, value, dims: int) -> tuple[tuple[int, int], ...]:
+    """Padding as ((before, after), ...) per spatial axis from an int, dims ints or 2·dims ints."""
+    values = (value,) if _is_int(value) else tuple(value)
+    if not all(_is_int(v) for v in values) or len(values) not in (1, dims, 2 * dims):
+        raise ConfigError(
+            f"{op}: {name} must be an int, {dims} ints (one per spatial axis) or {2 * dims} ints "
+            f"(before, after for each axis), got {value!r}"
+        )
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{op}: {name} must be non-negative, got {value!r}")
+    values = tuple(int(v) for v in values)
+    if len(values) == 1:
+        return ((values[0], values[0]),) * dims
+    if len(values) == dims:
+        return tuple((v, v) for v in values)
+    return tuple((values[2 * a], values[2 * a + 1]) for a in range(dims))
+
+
+def output_size(size: int, kernel: int, stride: int, pad: tuple[int, int], dilate: int = 1) -> int:
+    """H'' = 1 + floor((H − H'_eff + P_U + P_D) / S_H), H'_eff = dilate·(H' − 1) + 1."""
+    extent = dilate * (kernel - 1) + 1
+    return 1 + (size - extent + pad[0] + pad[1]) // stride
+
+
+def output_shape(op, in_spatial, kernel, stride, pads, dilate) -> tuple[int, ...]:
+    """Output spatial sizes, or a ShapeError naming the input and kernel when one is not positive."""
+    out = tuple(
+        output_size(n, k, s, p, d)
+        for n, k, s, p, d in zip(in_spatial, kernel, stride, pads, dilate, strict=True)
+    )
+    if any(o < 1 for o in out):
+        raise ShapeError(
+            f"{op}: the output would be empty: input {'×'.join(map(str, in_spatial))}, "
+            f"kernel {'×'.join(map(str, kernel))}, stride {stride}, padding {pads}, "
+            f"dilation {dilate} give H''×W'' = {'×'.join(map(str, out))}; "
+            f"use a smaller kernel or stride or more padding"
+        )
+    return out
+
+
+def check_same_shape(op: str, name: str, expected, given) -> None:
+    """ShapeError unless `given` has `expected`'s shape (e.g. dy against the forward's output)."""
+    if tuple(given.shape) != tuple(expected):
+        raise ShapeError(
+            f"{op}: {name} must have shape {describe_shape(expected)}, "
+            f"got {describe_shape(given.shape)}"
+        )
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) or (hasattr(v, "__index__") and not isinstance(v, bool | float))

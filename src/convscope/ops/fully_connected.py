@@ -1,0 +1,68 @@
+"""Fully connected layer: a convolution with a filter as large as its input."""
+
+from __future__ import annotations
+
+from convscope.errors import ShapeError, describe_shape
+from convscope.ops.conv import bias_gradient
+
+
+def fully_connected(x, w, b=None):
+    """Fully connected layer, the lecture's convolution with H' = H, W' = W:
+
+    y_{1,1,k} = b_k + Σ_{h=1}^{H} Σ_{w=1}^{W} Σ_{d=1}^{D} f_{h,w,d,k} · x_{h,w,d}
+
+    x: N×H×W×D with w: H×W×D×K gives y: N×1×1×K (3D: N×T×H×W×D with T×H×W×D×K gives
+    N×1×1×1×K); x: N×M with w: M×K gives y = x·w + b, N×K. b: K or None. Both forms are one
+    matrix product of the flattened input (N × HWD) with the filters (HWD × K).
+    """
+    x_flat, w_flat = _as_matrices("fully_connected", x, w, b)
+    y = x_flat @ w_flat
+    if b is not None:
+        y = y + b
+    return y.reshape(_output_shape(x, w))
+
+
+def fully_connected_backward(x, w, b, dy):
+    """Derivatives of `fully_connected` given dE/dy: (dE/dx, dE/df, dE/db).
+
+    dE/dx_{h,w,d} = Σ_k f_{h,w,d,k} · dE/dy_k,   dE/df_{h,w,d,k} = Σ_n x_{h,w,d} · dE/dy_k,
+    dE/db_k = Σ_n dE/dy_k; in matrix form dx = dy·wᵀ, dw = xᵀ·dy.
+    """
+    x_flat, w_flat = _as_matrices("fully_connected_backward", x, w, b)
+    expected = _output_shape(x, w)
+    if tuple(dy.shape) != expected:
+        raise ShapeError(
+            f"fully_connected_backward: dy must have shape {describe_shape(expected)}, "
+            f"got {describe_shape(dy.shape)}"
+        )
+    dy_flat = dy.reshape(x.shape[0], w.shape[-1])
+    dx = (dy_flat @ w_flat.T).reshape(x.shape)
+    dw = (x_flat.T @ dy_flat).reshape(w.shape)
+    return dx, dw, bias_gradient(dy_flat, b)
+
+
+def _as_matrices(op, x, w, b):
+    if getattr(x, "ndim", 0) < 2 or getattr(w, "ndim", 0) < 2:
+        raise ShapeError(f"{op}: x must be N×M or N×H×W×D and w M×K or H×W×D×K")
+    if w.ndim == 2:
+        if x.ndim != 2:
+            raise ShapeError(
+                f"{op}: an M×K weight matrix {describe_shape(w.shape)} needs a flattened N×M input, "
+                f"got {describe_shape(x.shape)}; flatten it first (ops.flatten) or give the "
+                f"filters as H×W×D×K"
+            )
+        expected = (w.shape[0],)
+    else:
+        expected = tuple(w.shape[:-1])
+    if x.ndim != w.ndim or tuple(x.shape[1:]) != expected:
+        raise ShapeError(
+            f"{op}: filters {describe_shape(w.shape)} need an input of shape "
+            f"N×{'×'.join(map(str, expected))}, got {describe_shape(x.shape)}"
+        )
+    if b is not None and tuple(b.shape) != (w.shape[-1],):
+        raise ShapeError(f"{op}: bias must have shape ({w.shape[-1]},), got {tuple(b.shape)}")
+    return x.reshape(x.shape[0], -1), w.reshape(-1, w.shape[-1])
+
+
+def _output_shape(x, w):
+    return (x.shape[0], *([1] * (x.ndim - 2)), w.shape[-1])

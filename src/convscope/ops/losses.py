@@ -1,0 +1,112 @@
+"""Output layers: softmax, the cross-entropy (softmax log) loss and the ℓ2 loss."""
+
+from __future__ import annotations
+
+import math
+
+from convscope.backend import array_namespace
+from convscope.errors import ConfigError, ShapeError, describe_shape
+
+
+def softmax(x):
+    """p_{i,j,c} = exp(x_{i,j,c}) / Σ_{d=1}^{C} exp(x_{i,j,d}) along the last axis (stable: max shifted)."""
+    xp = array_namespace(x)
+    e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+    return e / xp.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_log_loss(x, labels, *, weights=None):
+    """Cross-entropy loss on logits, the lecture's classification loss:
+
+    ℓ_{i,j} = −x_{i,j,c} + log Σ_{d=1}^{C} exp{x_{i,j,d}},   c the label at (i, j)
+    E = Σ ω_c ℓ / Σ ω_c over every labelled position (the N samples of an N×C input, or the
+    N·H·W pixels of an N×H×W×C input), ω_c the weight of the position's class (1 without
+    `weights`): the mean over N, weighted as PyTorch's cross_entropy.
+
+    x: N×C or N×H×W×C logits; labels: integer class indices of shape N or N×H×W, in [0, C);
+    weights: C per-class weights or None. Returns a 0-d array.
+    """
+    xp, onehot, omega = _classes("softmax_log_loss", x, labels, weights)
+    shifted = x - xp.max(x, axis=-1, keepdims=True)
+    log_z = xp.log(xp.sum(xp.exp(shifted), axis=-1))
+    per_position = log_z - xp.sum(shifted * onehot, axis=-1)
+    return xp.sum(omega * per_position) / xp.sum(omega)
+
+
+def softmax_log_loss_backward(x, labels, dy=1.0, *, weights=None):
+    """dE/dx_{i,j,d} = dE/dy · ω_c (p_{i,j,d} − [d = c]) / Σ ω_c, p = softmax(x)."""
+    xp, onehot, omega = _classes("softmax_log_loss_backward", x, labels, weights)
+    scale = dy * omega / xp.sum(omega)
+    return (softmax(x) - onehot) * scale[..., None]
+
+
+def l2_loss(x, target, *, mask=None):
+    """ℓ2 (mean squared error) loss for regression, e.g. keypoints:
+
+    E = (1/|M|) Σ_{m ∈ M} (x_m − t_m)²,   M the positions where `mask` is True (all without one)
+
+    x, target: the same shape (N×K, N×K×2, N×H×W×D…). mask: a boolean array of that shape that
+    drops missing targets; NaN targets (missing keypoints) need one: mask = ~isnan(target).
+    """
+    diff, count = _residuals("l2_loss", x, target, mask)
+    return array_namespace(diff).sum(diff * diff) / count
+
+
+def l2_loss_backward(x, target, dy=1.0, *, mask=None):
+    """dE/dx_m = dE/dy · 2 (x_m − t_m) / |M| for m ∈ M, 0 for masked positions."""
+    diff, count = _residuals("l2_loss_backward", x, target, mask)
+    return diff * (2 * dy / count)
+
+
+def _classes(op, x, labels, weights):
+    """The namespace, one-hot labels (x's shape) and per-position class weights ω (labels' shape)."""
+    xp = array_namespace(x)
+    if getattr(x, "ndim", 0) < 2:
+        raise ShapeError(f"{op}: logits must be N×C or N×H×W×C, got {describe_shape(x.shape)}")
+    if tuple(labels.shape) != tuple(x.shape[:-1]):
+        raise ShapeError(
+            f"{op}: labels must have shape {describe_shape(x.shape[:-1])} (one class index per "
+            f"position of the {describe_shape(x.shape)} logits), got {describe_shape(labels.shape)}"
+        )
+    if "int" not in str(labels.dtype):
+        raise ConfigError(f"{op}: labels must be integer class indices, got dtype {labels.dtype}")
+    classes = x.shape[-1]
+    if labels.shape and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ConfigError(
+            f"{op}: labels must lie in [0, {classes}) for C = {classes} classes, "
+            f"got values from {int(labels.min())} to {int(labels.max())}"
+        )
+    onehot = xp.astype(labels[..., None] == xp.arange(classes, device=_device(x)), x.dtype)
+    if weights is None:
+        return xp, onehot, xp.ones(labels.shape, dtype=x.dtype, device=_device(x))
+    if tuple(weights.shape) != (classes,):
+        raise ShapeError(f"{op}: weights must have one entry per class, shape ({classes},)")
+    return xp, onehot, xp.sum(onehot * weights, axis=-1)
+
+
+def _residuals(op, x, target, mask):
+    """x − t with masked positions zeroed, and the number of positions |M| that count."""
+    xp = array_namespace(x)
+    if tuple(x.shape) != tuple(target.shape):
+        raise ShapeError(
+            f"{op}: prediction {describe_shape(x.shape)} and target {describe_shape(target.shape)} "
+            f"must have the same shape"
+        )
+    if mask is None:
+        if bool(xp.any(xp.isnan(target))):
+            raise ConfigError(
+                f"{op}: the target holds NaN (missing values); pass mask=~isnan(target) to drop them"
+            )
+        return x - target, math.prod(x.shape)
+    if tuple(mask.shape) != tuple(x.shape):
+        raise ShapeError(f"{op}: mask must have the target's shape {describe_shape(x.shape)}")
+    count = int(xp.sum(xp.astype(mask, xp.int64)))
+    if count == 0:
+        raise ConfigError(f"{op}: the mask drops every target; nothing is left to fit")
+    return xp.where(mask, x - xp.where(mask, target, x), xp.zeros_like(x)), count
+
+
+def _device(x):
+    from array_api_compat import device
+
+    return device(x)
