@@ -8,7 +8,9 @@ from convscope.ops import _args
 
 
 def conv(x, w, b=None, *, stride=1, pad=0, dilate=1, groups=1):
-    """Convolutional layer: y_{i,j,k} = b_k + Σ_{h=1}^{H'} Σ_{w=1}^{W'} Σ_{d=1}^{D} f_{h,w,d,k} · x_{i+h,j+w,d}.
+    """Convolutional layer, the lecture's
+
+    y_{i,j,k} = b_k + Σ_{h=1}^{H'} Σ_{w=1}^{W'} Σ_{d=1}^{D} f_{h,w,d,k} · x_{i+h,j+w,d}
 
     x: N×H×W×D (2D) or N×T×H×W×D (3D, one more spatial index t).
     w: filters f, H'×W'×(D/groups)×K (T'×H'×W'×(D/groups)×K in 3D), `w[h, w, d, k]`.

@@ -23,8 +23,9 @@ def lrn(x, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
 
 
 def lrn_backward(x, dy, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
-    """dE/dx_{i,j,c} = dE/dy_{i,j,c} s_c^{−β} − 2αβ x_{i,j,c} Σ_{d: c ∈ G(d)} dE/dy_{i,j,d} x_{i,j,d} s_d^{−β−1},
+    """Derivative of `lrn` given dE/dy:
 
+    dE/dx_{i,j,c} = dE/dy_{i,j,c} s_c^{−β} − 2αβ x_{i,j,c} Σ_{d: c ∈ G(d)} dE/dy_{i,j,d} x_{i,j,d} s_d^{−β−1},
     with s_d = κ + α Σ_{d' ∈ G(d)} x²_{i,j,d'}; c ∈ G(d) ⟺ d lies in the mirrored window of c.
     """
     _check_lrn(x, size)
