@@ -1,0 +1,196 @@
+"""Optimisers: one small class per update rule, in the lecture's notation.
+
+Each step sees, per learnable parameter ω (of a :class:`convscope.nn.Parameter`), its gradient
+∇ = dE/dω of the mini-batch loss plus weight decay, ∇ ← ∇ + λ·c_λ·ω (λ the regularisation
+parameter, c_λ the parameter's decay factor), so the objective minimised (and reported) is
+
+    E = (1/n) Σ_i ℓ(f(x_i; ω), y_i) + (λ/2) Σ c_λ ‖ω‖².
+
+The step size is η·c_η with c_η the parameter's learning-rate factor. η and the momentum α are
+attributes that a schedule sets before each step. Per-parameter state (velocities, moments) lives
+in ``state[name]`` as arrays, so a checkpoint saves and restores it exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from convscope.errors import ConfigError
+
+
+class Optimizer:
+    """Base class: applies weight decay and the per-parameter factors, then :meth:`update`."""
+
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, lr=0.01, *, weight_decay=0.0):
+        if lr < 0 or weight_decay < 0:
+            raise ConfigError(f"{type(self).__name__}: lr and weight_decay must be >= 0, "
+                              f"got lr={lr}, weight_decay={weight_decay}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.t = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+
+    def step(self, params) -> None:
+        """One update of every learnable parameter in ``params`` (a name → Parameter mapping)."""
+        self.t += 1
+        for name, p in params.items():
+            if not p.learnable or p.grad is None:
+                continue
+            grad = p.grad
+            if self.weight_decay and p.decay_factor:
+                grad = grad + (self.weight_decay * p.decay_factor) * p.value
+            slots = self.state.get(name)
+            if slots is None:
+                slots = self.state[name] = {s: np.zeros_like(p.value) for s in self.slots}
+            p.value += self.update(grad, slots, self.lr * p.lr_factor)
+
+    def update(self, grad, slots, lr):
+        """The step Δω for one parameter given its gradient; updates ``slots`` in place."""
+        raise NotImplementedError
+
+    def penalty(self, params) -> float:
+        """The regularisation term (λ/2) Σ c_λ ‖ω‖² of the objective."""
+        if not self.weight_decay:
+            return 0.0
+        total = sum(p.decay_factor * float(np.vdot(p.value, p.value))
+                    for p in params.values() if p.trainable and p.decay_factor)
+        return 0.5 * self.weight_decay * total
+
+    def hyper(self) -> dict:
+        """JSON-able hyper-parameters, including the step count t."""
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "t": self.t}
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The state as flat ``{"param/slot": array}`` (for safetensors)."""
+        return {f"{name}/{slot}": a for name, slots in self.state.items()
+                for slot, a in slots.items()}
+
+    def load_state_arrays(self, arrays, hyper) -> None:
+        """Restore what :meth:`state_arrays` and :meth:`hyper` returned."""
+        self.state = {}
+        for key, a in arrays.items():
+            name, slot = key.rsplit("/", 1)
+            self.state.setdefault(name, {})[slot] = np.array(a)
+        for key, value in hyper.items():
+            setattr(self, key, value)
+
+
+class SGD(Optimizer):
+    """Vanilla SGD: ω ← ω − η ∇."""
+
+    def update(self, grad, slots, lr):
+        return -lr * grad
+
+
+class Momentum(Optimizer):
+    """SGD with momentum (the lecture's update, MatConvNet's solver):
+
+        v ← α v − η ∇,    ω ← ω + v.
+    """
+
+    slots = ("v",)
+
+    def __init__(self, lr=0.01, momentum=0.9, *, weight_decay=0.0):
+        super().__init__(lr, weight_decay=weight_decay)
+        self.momentum = float(momentum)
+
+    def hyper(self):
+        return {**super().hyper(), "momentum": self.momentum}
+
+    def update(self, grad, slots, lr):
+        v = slots["v"]
+        v *= self.momentum
+        v -= lr * grad
+        return v
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum (the facial-keypoints tutorial's solver), in the look-ahead-free form:
+
+        v ← α v − η ∇,    ω ← ω + α v − η ∇
+
+    (the gradient taken at ω + α v, rewritten in terms of the current ω as Sutskever et al. 2013).
+    """
+
+    def update(self, grad, slots, lr):
+        v = super().update(grad, slots, lr)
+        return self.momentum * v - lr * grad
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015): m ← β₁ m + (1−β₁) ∇, s ← β₂ s + (1−β₂) ∇²,
+
+        ω ← ω − η · m̂ / (√ŝ + ε),   m̂ = m/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ).
+    """
+
+    slots = ("m", "s")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
+        super().__init__(lr, weight_decay=weight_decay)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def hyper(self):
+        return {**super().hyper(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def update(self, grad, slots, lr):
+        m, s = slots["m"], slots["s"]
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        s *= self.beta2
+        s += (1 - self.beta2) * grad * grad
+        m_hat = m / (1 - self.beta1 ** self.t)
+        s_hat = s / (1 - self.beta2 ** self.t)
+        return -lr * m_hat / (np.sqrt(s_hat) + self.eps)
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Tieleman & Hinton 2012): s ← ρ s + (1−ρ) ∇²,   ω ← ω − η ∇ / (√s + ε)."""
+
+    slots = ("s",)
+
+    def __init__(self, lr=0.001, rho=0.9, eps=1e-8, *, weight_decay=0.0):
+        super().__init__(lr, weight_decay=weight_decay)
+        self.rho, self.eps = float(rho), float(eps)
+
+    def hyper(self):
+        return {**super().hyper(), "rho": self.rho, "eps": self.eps}
+
+    def update(self, grad, slots, lr):
+        s = slots["s"]
+        s *= self.rho
+        s += (1 - self.rho) * grad * grad
+        return -lr * grad / (np.sqrt(s) + self.eps)
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al. 2011): s ← s + ∇²,   ω ← ω − η ∇ / (√s + ε)."""
+
+    slots = ("s",)
+
+    def __init__(self, lr=0.01, eps=1e-8, *, weight_decay=0.0):
+        super().__init__(lr, weight_decay=weight_decay)
+        self.eps = float(eps)
+
+    def hyper(self):
+        return {**super().hyper(), "eps": self.eps}
+
+    def update(self, grad, slots, lr):
+        s = slots["s"]
+        s += grad * grad
+        return -lr * grad / (np.sqrt(s) + self.eps)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam,
+              "rmsprop": RMSProp, "adagrad": AdaGrad}
+
+
+def make_optimizer(type="momentum", **options) -> Optimizer:  # noqa: A002 (config key)
+    """Build an optimiser from its config name and options (``make_optimizer("adam", lr=1e-3)``)."""
+    if type not in OPTIMIZERS:
+        raise ConfigError(f"optimizer: unknown type {type!r}; known: {', '.join(OPTIMIZERS)}")
+    try:
+        return OPTIMIZERS[type](**options)
+    except TypeError as e:
+        raise ConfigError(f"optimizer {type!r}: {e}") from None
