@@ -1,0 +1,175 @@
+"""Convolution and deconvolution: numerical gradients (float64) and PyTorch (float32/64)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch_oracle import check_op, conv_reference, conv_transpose_reference
+
+from convscope import ShapeError, ops
+from convscope.debug import gradcheck
+from convscope.ops._args import padding
+
+# (input shape, filter shape, with bias, hyper-parameters)
+CONV_SETTINGS = {
+    "3x3": ((2, 7, 8, 3), (3, 3, 3, 4), True, {}),
+    "stride2-asymmetric-pad": ((2, 7, 8, 3), (3, 3, 3, 4), True, {"stride": 2, "pad": (1, 0, 2, 1)}),
+    "stride3x2-pad-per-axis": ((1, 9, 7, 2), (3, 2, 2, 5), True, {"stride": (3, 2), "pad": (2, 1)}),
+    "dilate2-pad1": ((2, 9, 8, 2), (3, 3, 2, 3), True, {"dilate": 2, "pad": 1}),
+    "dilate-stride": ((1, 11, 10, 2), (2, 3, 2, 2), False, {"dilate": (2, 1), "stride": 2, "pad": (0, 1, 1, 0)}),
+    "groups2": ((2, 6, 6, 4), (3, 3, 2, 6), True, {"groups": 2, "pad": 1}),
+    "depthwise-stride2": ((2, 7, 7, 3), (3, 3, 1, 3), True, {"groups": 3, "stride": 2}),
+    "1x1-batch1": ((1, 5, 5, 4), (1, 1, 4, 3), True, {}),
+    "5x5-odd": ((2, 9, 11, 1), (5, 5, 1, 2), True, {"pad": 2}),
+    "pad-larger-than-kernel": ((1, 4, 4, 2), (2, 2, 2, 2), True, {"pad": (3, 0, 0, 3)}),
+    "3d": ((2, 5, 6, 4, 2), (2, 3, 2, 2, 3), True, {"stride": (1, 2, 1), "pad": (1, 0, 0, 1, 1, 0)}),
+    "3d-dilate-groups": ((1, 6, 5, 5, 4), (2, 2, 2, 2, 4), False, {"dilate": (2, 1, 1), "groups": 2}),
+}
+
+TRANSPOSE_SETTINGS = {
+    "3x3": ((2, 4, 5, 3), (3, 3, 2, 3), True, {}),
+    "stride2-crop1": ((2, 4, 5, 3), (3, 3, 2, 3), True, {"stride": 2, "crop": 1}),
+    "stride-asymmetric-crop": ((1, 3, 4, 2), (4, 3, 3, 2), True, {"stride": (2, 3), "crop": (1, 0, 0, 2)}),
+    "dilate": ((2, 4, 4, 2), (2, 2, 3, 2), False, {"dilate": 2, "stride": 2}),
+    "groups2": ((2, 4, 4, 4), (3, 3, 3, 4), True, {"groups": 2, "stride": 2, "crop": (0, 1)}),
+    "3d": ((1, 3, 3, 4, 2), (2, 2, 3, 3, 2), True, {"stride": (2, 1, 2), "crop": (0, 1, 1, 0, 0, 0)}),
+}
+
+
+def _inputs(x_shape, w_shape, bias, bias_size, seed=1):
+    rng = np.random.default_rng(seed)
+    b = rng.standard_normal(bias_size) if bias else None
+    return rng.standard_normal(x_shape), rng.standard_normal(w_shape), b
+
+
+@pytest.mark.parametrize("name", CONV_SETTINGS)
+def test_conv_gradients_match_numerical(name):
+    x_shape, w_shape, bias, hyper = CONV_SETTINGS[name]
+    errors = gradcheck(ops.conv, ops.conv_backward, _inputs(x_shape, w_shape, bias, w_shape[-1]), **hyper)
+    assert len(errors) == (3 if bias else 2)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", CONV_SETTINGS)
+def test_conv_matches_pytorch(name, dtype):
+    x_shape, w_shape, bias, hyper = CONV_SETTINGS[name]
+    dims = len(x_shape) - 2
+    pads = padding("conv", "pad", hyper.get("pad", 0), dims)
+
+    def reference(x, w, b):
+        return conv_reference(
+            x, w, b, stride=hyper.get("stride", 1), pads=pads,
+            dilate=hyper.get("dilate", 1), groups=hyper.get("groups", 1),
+        )
+
+    inputs = list(_inputs(x_shape, w_shape, bias, w_shape[-1]))
+    check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=dtype, hyper=hyper)
+
+
+@pytest.mark.parametrize("name", TRANSPOSE_SETTINGS)
+def test_conv_transpose_gradients_match_numerical(name):
+    x_shape, w_shape, bias, hyper = TRANSPOSE_SETTINGS[name]
+    groups = hyper.get("groups", 1)
+    inputs = _inputs(x_shape, w_shape, bias, w_shape[-2] * groups)
+    errors = gradcheck(ops.conv_transpose, ops.conv_transpose_backward, inputs, **hyper)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", TRANSPOSE_SETTINGS)
+def test_conv_transpose_matches_pytorch(name, dtype):
+    x_shape, w_shape, bias, hyper = TRANSPOSE_SETTINGS[name]
+    groups = hyper.get("groups", 1)
+    crops = padding("conv_transpose", "crop", hyper.get("crop", 0), len(x_shape) - 2)
+
+    def reference(x, w, b):
+        return conv_transpose_reference(
+            x, w, b, stride=hyper.get("stride", 1), crops=crops,
+            dilate=hyper.get("dilate", 1), groups=groups,
+        )
+
+    inputs = list(_inputs(x_shape, w_shape, bias, w_shape[-2] * groups))
+    check_op(ops.conv_transpose, ops.conv_transpose_backward, reference, inputs, dtype=dtype, hyper=hyper)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv():
+    """⟨conv(x, f), y⟩ = ⟨x, conv_transpose(y, f)⟩ for the same filter array, stride and pad = crop
+    (with sizes where the stride divides H − H' + P_U + P_D, so no input row is left over)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 9, 11, 3)), rng.standard_normal((3, 3, 3, 5))
+    hyper = {"stride": 2, "dilate": 1}
+    forward = ops.conv(x, w, pad=(1, 1, 0, 2), **hyper)
+    y = rng.standard_normal(forward.shape)
+    back = ops.conv_transpose(y, w, crop=(1, 1, 0, 2), **hyper)
+    assert back.shape == x.shape
+    assert np.isclose(np.vdot(forward, y), np.vdot(x, back), rtol=1e-12)
+
+
+def test_conv_output_size_formula():
+    """H'' = 1 + floor((H − H' + P_U + P_D) / S_H), e.g. CIFAR-10's 32×32×3 with 5×5×3×32, pad 2."""
+    x, w = np.zeros((1, 32, 32, 3), np.float32), np.zeros((5, 5, 3, 32), np.float32)
+    assert ops.conv(x, w, pad=2).shape == (1, 32, 32, 32)
+    assert ops.conv(x, w, stride=2).shape == (1, 14, 14, 32)
+    assert ops.conv(x, w, pad=(0, 1, 2, 3), stride=(3, 2)).shape == (1, 10, 17, 32)
+
+
+def test_fully_connected_is_conv_with_a_filter_as_large_as_the_input():
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((3, 4, 5, 2)), rng.standard_normal((4, 5, 2, 6)), rng.standard_normal(6)
+    assert np.allclose(ops.fully_connected(x, w, b), ops.conv(x, w, b), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "hyper", "message"),
+    [
+        ((2, 8, 8), (3, 3, 1, 4), {}, "N×H×W×D"),
+        ((2, 8, 8, 3), (3, 3, 2, 4), {}, "D = 3"),
+        ((2, 4, 4, 3), (5, 5, 3, 4), {}, "empty"),
+        ((2, 8, 8, 3), (3, 3, 3, 4), {"stride": 0}, "stride"),
+        ((2, 8, 8, 3), (3, 3, 3, 4), {"pad": (1, 2, 3)}, "pad"),
+        ((2, 8, 8, 4), (3, 3, 2, 3), {"groups": 2}, "groups"),
+        ((2, 8, 8, 3), (3, 3, 4), {}, "filters"),
+    ],
+)
+def test_conv_rejects_bad_input_with_a_named_error(x_shape, w_shape, hyper, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        ops.conv(np.zeros(x_shape), np.zeros(w_shape), **hyper)
+    assert "conv" in str(raised.value)
+
+
+def test_conv_backward_rejects_a_dy_of_the_wrong_shape():
+    x, w = np.zeros((2, 8, 8, 3)), np.zeros((3, 3, 3, 4))
+    with pytest.raises(ShapeError, match="dy must have shape 2×6×6×4"):
+        ops.conv_backward(x, w, None, np.zeros((2, 6, 6, 3)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch=st.integers(1, 3),
+    size=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    channels=st.integers(1, 4),
+    filters=st.integers(1, 4),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    dilate=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    pads=st.tuples(*[st.integers(0, 3)] * 4),
+    groups=st.sampled_from([1, 2]),
+)
+def test_conv_matches_pytorch_for_any_geometry(batch, size, channels, filters, kernel, stride, dilate, pads,
+                                               groups):
+    channels, filters = channels * groups, filters * groups
+    w_shape = (*kernel, channels // groups, filters)
+    extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilate)]
+    if any(n + pads[2 * a] + pads[2 * a + 1] < e for a, (n, e) in enumerate(zip(size, extents))):
+        with pytest.raises(ShapeError):
+            ops.conv(np.zeros((batch, *size, channels)), np.zeros(w_shape), pad=pads, dilate=dilate, groups=groups)
+        return
+    hyper = {"stride": stride, "pad": pads, "dilate": dilate, "groups": groups}
+
+    def reference(x, w, b):
+        pairs = ((pads[0], pads[1]), (pads[2], pads[3]))
+        return conv_reference(x, w, b, stride=stride, pads=pairs, dilate=dilate, groups=groups)
+
+    inputs = list(_inputs((batch, *size, channels), w_shape, True, filters))
+    check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=np.float64, hyper=hyper)
