@@ -1,0 +1,115 @@
+"""Pooling: numerical gradients (distinct values for max), PyTorch, first-maximum routing."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch_oracle import check_op, pool_reference
+
+from convscope import ConfigError, ops
+from convscope.debug import gradcheck
+from convscope.ops._args import padding
+
+# (input shape, hyper-parameters)
+POOL_SETTINGS = {
+    "2x2": ((2, 8, 8, 3), {"kernel": 2}),
+    "3x3-stride2-overlapping": ((2, 9, 9, 2), {"kernel": 3, "stride": 2}),
+    "3x3-stride2-pad1": ((1, 8, 7, 2), {"kernel": 3, "stride": 2, "pad": 1}),
+    "asymmetric-pad-stride3": ((2, 7, 9, 2), {"kernel": (2, 3), "stride": (1, 3), "pad": (1, 0, 0, 2)}),
+    "odd-batch1": ((1, 5, 5, 1), {"kernel": 2, "stride": 1}),
+    "3d": ((2, 4, 6, 5, 2), {"kernel": (2, 2, 3), "stride": (2, 1, 2), "pad": (0, 1, 1, 0, 1, 1)}),
+}
+
+
+def _distinct(shape, seed=0):
+    """Values at least 1e-2 apart, so every max is unique and stays so under ε = 1e-6 steps."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(np.arange(np.prod(shape))).reshape(shape) * 1e-2
+
+
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("name", POOL_SETTINGS)
+def test_pool_gradient_matches_numerical(name, method):
+    shape, hyper = POOL_SETTINGS[name]
+    errors = gradcheck(ops.pool, ops.pool_backward, [_distinct(shape)], method=method, **hyper)
+    assert errors[0] < 1e-6, errors
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("name", POOL_SETTINGS)
+def test_pool_matches_pytorch(name, method, dtype):
+    shape, hyper = POOL_SETTINGS[name]
+    dims = len(shape) - 2
+    kernel = hyper["kernel"]
+    stride = hyper.get("stride", kernel)
+    pads = padding("pool", "pad", hyper.get("pad", 0), dims)
+
+    def reference(x):
+        return pool_reference(x, kernel=kernel, stride=stride, pads=pads, method=method)
+
+    check_op(ops.pool, ops.pool_backward, reference, [_distinct(shape)], dtype=dtype,
+             hyper={"method": method, **hyper})
+
+
+def test_max_pool_sends_the_gradient_to_the_first_maximum_only():
+    x = np.array([[5.0, 5.0], [1.0, 5.0]]).reshape(1, 2, 2, 1)
+    dx = ops.pool_backward(x, np.ones((1, 1, 1, 1)), kernel=2)
+    assert dx.reshape(2, 2).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_avg_pool_excludes_padded_cells_from_the_count():
+    x = np.ones((1, 2, 2, 1))
+    y = ops.pool(x, kernel=2, stride=1, pad=1, method="avg")
+    assert np.array_equal(y, np.ones((1, 3, 3, 1)))  # a corner window holds 1 real cell, averaged as 1
+
+
+def test_pool_stride_defaults_to_the_kernel():
+    assert ops.pool(np.zeros((1, 28, 28, 6)), kernel=2).shape == (1, 14, 14, 6)
+
+
+@pytest.mark.parametrize(
+    ("hyper", "message"),
+    [
+        ({"kernel": 2, "method": "median"}, "method"),
+        ({"kernel": 0}, "kernel"),
+        ({"kernel": 2, "stride": 0}, "stride"),
+        ({"kernel": 2, "pad": 2}, "smaller than the kernel"),
+        ({"kernel": 9}, "empty"),
+    ],
+)
+def test_pool_rejects_bad_hyper_parameters(hyper, message):
+    with pytest.raises(ValueError, match=message):
+        ops.pool(np.zeros((1, 8, 8, 2)), **hyper)
+
+
+def test_pool_needs_the_channel_axis():
+    with pytest.raises(ValueError, match=r"N×H×W×D.*x\[\.\.\., None\]"):
+        ops.pool(np.zeros((1, 8, 8)), kernel=2)
+    with pytest.raises(ConfigError):
+        ops.pool_backward(np.zeros((1, 8, 8, 1)), np.zeros((1, 4, 4, 1)), kernel=2, method="min")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.tuples(st.integers(2, 9), st.integers(2, 9)),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    pads=st.tuples(*[st.integers(0, 2)] * 4),
+    method=st.sampled_from(["max", "avg"]),
+)
+def test_pool_matches_pytorch_for_any_geometry(size, kernel, stride, pads, method):
+    pairs = ((pads[0], pads[1]), (pads[2], pads[3]))
+    hyper = {"kernel": kernel, "stride": stride, "pad": pads, "method": method}
+    too_much_padding = any(max(p) >= k for p, k in zip(pairs, kernel))
+    too_small = any(n + a + b < k for n, (a, b), k in zip(size, pairs, kernel))
+    x = _distinct((2, *size, 3))
+    if too_much_padding or too_small:
+        with pytest.raises(ValueError):
+            ops.pool(x, **hyper)
+        return
+
+    def reference(xt):
+        return pool_reference(xt, kernel=kernel, stride=stride, pads=pairs, method=method)
+
+    check_op(ops.pool, ops.pool_backward, reference, [x], dtype=np.float64, hyper=hyper)
