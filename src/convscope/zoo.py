@@ -1,0 +1,138 @@
+"""The model zoo: the lecture's networks and the classic ones it cites, as :class:`Network` s.
+
+Every model takes ``input_shape`` (H×W×D, or T×H×W×D for volumes), the number of outputs, and
+``seed``/``dtype``; it returns a network with inputs ``input`` and ``label``, the ``prediction``
+variable (the scores before the loss) and the ``objective`` (the loss). ``create(name, **options)``
+looks a model up by name, as configs and ``convscope summary`` do.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from convscope.errors import ConfigError
+from convscope.nn import (
+    LRN,
+    Conv,
+    Dropout,
+    Flatten,
+    FullyConnected,
+    L2Loss,
+    Pool,
+    ReLU,
+    Sequential,
+    SoftmaxLogLoss,
+)
+
+
+def _classifier(input_shape, layers, seed, dtype):
+    return Sequential(input_shape, layers, loss=SoftmaxLogLoss(), seed=seed, dtype=dtype)
+
+
+def _conv_relu(k, size, **hyper):
+    return [Conv(k, size, **hyper), ReLU()]
+
+
+def lenet5(input_shape=(28, 28, 1), classes=10, *, seed=0, dtype=np.float32):
+    """LeNet-5 (LeCun, Bottou, Bengio & Haffner, "Gradient-based learning applied to document
+    recognition", Proc. IEEE 1998), the lecture's MNIST example, with ReLU and max pooling:
+    conv 5×5×6 (pad 2) → pool 2 → conv 5×5×16 → pool 2 → fc 120 → fc 84 → fc ``classes``."""
+    layers = [*_conv_relu(6, 5, pad=2), Pool(2), *_conv_relu(16, 5), Pool(2),
+              FullyConnected(120), ReLU(), FullyConnected(84), ReLU(), FullyConnected(classes)]
+    return _classifier(input_shape, layers, seed, dtype)
+
+
+def mnist_lenet(input_shape=(28, 28, 1), classes=10, *, seed=0, dtype=np.float32):
+    """MatConvNet's MNIST network (``examples/mnist/cnn_mnist_init.m``): conv 5×5×20 → pool 2 →
+    conv 5×5×50 → pool 2 → conv 4×4×500 → ReLU → conv 1×1×10, every layer a convolution."""
+    layers = [Conv(20, 5), Pool(2), Conv(50, 5), Pool(2), *_conv_relu(500, 4), Conv(classes, 1)]
+    return _classifier(input_shape, layers, seed, dtype)
+
+
+def cifar10_quick(input_shape=(32, 32, 3), classes=10, *, seed=0, dtype=np.float32):
+    """The CIFAR-10 "quick" network of Caffe (``examples/cifar10/cifar10_quick_train_test``) and
+    MatConvNet (``cnn_cifar_init.m``, 'lenet'): conv 5×5×32 → max pool 3/2 → ReLU → conv 5×5×32 →
+    ReLU → avg pool 3/2 → conv 5×5×64 → ReLU → avg pool 3/2 → fc 64 → ReLU → fc ``classes``."""
+    pool = {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}
+    layers = [Conv(32, 5, pad=2), Pool(**pool), ReLU(),
+              *_conv_relu(32, 5, pad=2), Pool(**pool, method="avg"),
+              *_conv_relu(64, 5, pad=2), Pool(**pool, method="avg"),
+              FullyConnected(64), ReLU(), FullyConnected(classes)]
+    return _classifier(input_shape, layers, seed, dtype)
+
+
+def _regressor(input_shape, layers, keypoints, seed, dtype):
+    return Sequential(input_shape, layers, loss=L2Loss(), label_shape=(keypoints, 2), seed=seed,
+                      dtype=dtype)
+
+
+def keypoints_net1(input_shape=(96, 96, 1), keypoints=15, *, seed=0, dtype=np.float32):
+    """The facial-keypoints tutorial's net1 (D. Nouri, "Using convolutional neural nets to detect
+    facial keypoints", 2014; the lecture's example): one hidden layer, 9216–100–30 units, trained
+    on the mean squared error of the 2·``keypoints`` coordinates."""
+    layers = [FullyConnected(100), ReLU(), FullyConnected(2 * keypoints)]
+    return _regressor(input_shape, layers, keypoints, seed, dtype)
+
+
+def keypoints_net2(input_shape=(96, 96, 1), keypoints=15, *, seed=0, dtype=np.float32):
+    """The facial-keypoints tutorial's LeNet-style net2 (Nouri 2014; the lecture's net2–net5):
+    conv 3×3×32 → pool 2 → conv 2×2×64 → pool 2 → conv 2×2×128 → pool 2 → fc 500 → fc 500 →
+    fc 2·``keypoints``, ReLU between."""
+    layers = [*_conv_relu(32, 3), Pool(2), *_conv_relu(64, 2), Pool(2), *_conv_relu(128, 2),
+              Pool(2), FullyConnected(500), ReLU(), FullyConnected(500), ReLU(),
+              FullyConnected(2 * keypoints)]
+    return _regressor(input_shape, layers, keypoints, seed, dtype)
+
+
+def tiny_vgg(input_shape=(64, 64, 3), classes=10, *, width=10, seed=0, dtype=np.float32):
+    """Tiny VGG (Wang et al., "CNN Explainer", IEEE TVCG 2020; the lecture monitors its training):
+    two VGG blocks of [conv 3×3×``width`` → ReLU → conv 3×3×``width`` → ReLU → max pool 2], then
+    flatten → fc ``classes``."""
+    def block():
+        return [*_conv_relu(width, 3), *_conv_relu(width, 3), Pool(2)]
+
+    layers = [*block(), *block(), Flatten(), FullyConnected(classes)]
+    return _classifier(input_shape, layers, seed, dtype)
+
+
+def alexnet_small(input_shape=(32, 32, 3), classes=10, *, dropout=0.5, seed=0,
+                  dtype=np.float32):
+    """A small AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) for 32×32 images, as
+    cuda-convnet's CIFAR-10 layers: [conv 5×5×64 → ReLU → max pool 3/2 → LRN] ×2 → fc 384 →
+    dropout → fc 192 → dropout → fc ``classes``, with AlexNet's LRN constants (κ=2, α=1e-4,
+    β=0.75, 5 channels)."""
+    layers = [*_conv_relu(64, 5, pad=2), Pool(3, stride=2, pad=(0, 1, 0, 1)), LRN(),
+              *_conv_relu(64, 5, pad=2), Pool(3, stride=2, pad=(0, 1, 0, 1)), LRN(),
+              FullyConnected(384), ReLU(), Dropout(dropout),
+              FullyConnected(192), ReLU(), Dropout(dropout), FullyConnected(classes)]
+    return _classifier(input_shape, layers, seed, dtype)
+
+
+def convnet3d(input_shape=(28, 28, 28, 1), classes=2, *, seed=0, dtype=np.float32):
+    """A 3D ConvNet for volumes (T×H×W×D), in the spirit of the MedMNIST 3D baselines (Yang et al.,
+    "MedMNIST v2", Scientific Data 2023): conv 3×3×3×16 → pool 2 → conv 3×3×3×32 → pool 2 →
+    fc 64 → dropout 0.5 → fc ``classes``."""
+    layers = [*_conv_relu(16, 3, pad=1), Pool(2), *_conv_relu(32, 3, pad=1), Pool(2),
+              FullyConnected(64), ReLU(), Dropout(0.5), FullyConnected(classes)]
+    return _classifier(input_shape, layers, seed, dtype)
+
+
+MODELS = {f.__name__: f for f in (lenet5, mnist_lenet, cifar10_quick, keypoints_net1,
+                                  keypoints_net2, tiny_vgg, alexnet_small, convnet3d)}
+
+
+def create(name, **options):
+    """The zoo model ``name`` built with ``options`` (``input_shape``, ``classes``, ``seed``, …)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; the zoo has: {', '.join(MODELS)}")
+    fn = MODELS[name]
+    accepted = set(inspect.signature(fn).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(f"model {name}: unknown option(s) {unknown}; it takes "
+                          f"{sorted(accepted)}")
+    if "input_shape" in options:
+        options["input_shape"] = tuple(options["input_shape"])
+    return fn(**options)
