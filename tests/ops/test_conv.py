@@ -16,7 +16,9 @@ CONV_SETTINGS = {
     "stride2-asymmetric-pad": ((2, 7, 8, 3), (3, 3, 3, 4), True, {"stride": 2, "pad": (1, 0, 2, 1)}),
     "stride3x2-pad-per-axis": ((1, 9, 7, 2), (3, 2, 2, 5), True, {"stride": (3, 2), "pad": (2, 1)}),
     "dilate2-pad1": ((2, 9, 8, 2), (3, 3, 2, 3), True, {"dilate": 2, "pad": 1}),
-    "dilate-stride": ((1, 11, 10, 2), (2, 3, 2, 2), False, {"dilate": (2, 1), "stride": 2, "pad": (0, 1, 1, 0)}),
+    "dilate-stride": (
+        (1, 11, 10, 2), (2, 3, 2, 2), False, {"dilate": (2, 1), "stride": 2, "pad": (0, 1, 1, 0)}
+    ),
     "groups2": ((2, 6, 6, 4), (3, 3, 2, 6), True, {"groups": 2, "pad": 1}),
     "depthwise-stride2": ((2, 7, 7, 3), (3, 3, 1, 3), True, {"groups": 3, "stride": 2}),
     "1x1-batch1": ((1, 5, 5, 4), (1, 1, 4, 3), True, {}),
@@ -163,7 +165,8 @@ def test_conv_matches_pytorch_for_any_geometry(batch, size, channels, filters, k
     extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilate)]
     if any(n + pads[2 * a] + pads[2 * a + 1] < e for a, (n, e) in enumerate(zip(size, extents))):
         with pytest.raises(ShapeError):
-            ops.conv(np.zeros((batch, *size, channels)), np.zeros(w_shape), pad=pads, dilate=dilate, groups=groups)
+            ops.conv(np.zeros((batch, *size, channels)), np.zeros(w_shape), pad=pads, dilate=dilate,
+                     groups=groups)
         return
     hyper = {"stride": stride, "pad": pads, "dilate": dilate, "groups": groups}
 

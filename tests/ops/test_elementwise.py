@@ -195,7 +195,8 @@ def test_dropout_needs_a_generator():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    ("x_shape", "w_shape"), [((4, 12), (12, 5)), ((3, 4, 5, 2), (4, 5, 2, 6)), ((2, 2, 3, 2, 2), (2, 3, 2, 2, 3))]
+    ("x_shape", "w_shape"),
+    [((4, 12), (12, 5)), ((3, 4, 5, 2), (4, 5, 2, 6)), ((2, 2, 3, 2, 2), (2, 3, 2, 2, 3))],
 )
 def test_fully_connected_matches_numerical_and_pytorch(x_shape, w_shape, dtype):
     x, w, b = RNG.standard_normal(x_shape), RNG.standard_normal(w_shape), RNG.standard_normal(w_shape[-1])
