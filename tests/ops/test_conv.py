@@ -23,6 +23,7 @@ CONV_SETTINGS = {
     "depthwise-stride2": ((2, 7, 7, 3), (3, 3, 1, 3), True, {"groups": 3, "stride": 2}),
     "1x1-batch1": ((1, 5, 5, 4), (1, 1, 4, 3), True, {}),
     "5x5-odd": ((2, 9, 11, 1), (5, 5, 1, 2), True, {"pad": 2}),
+    "first-layer-K>8D": ((2, 6, 7, 1), (3, 3, 1, 10), True, {"pad": (1, 0, 2, 1)}),
     "pad-larger-than-kernel": ((1, 4, 4, 2), (2, 2, 2, 2), True, {"pad": (3, 0, 0, 3)}),
     "3d": ((2, 5, 6, 4, 2), (2, 3, 2, 2, 3), True, {"stride": (1, 2, 1), "pad": (1, 0, 0, 1, 1, 0)}),
     "3d-dilate-groups": ((1, 6, 5, 5, 4), (2, 2, 2, 2, 4), False, {"dilate": (2, 1, 1), "groups": 2}),
