@@ -71,8 +71,7 @@ class Trainer:
         self.momentum_schedule = momentum_schedule
         self.transform = transform or _identity
         self.target_transform = target_transform or _identity
-        self.task = ("classification" if isinstance(self._objective_layer(), SoftmaxLogLoss)
-                     else "regression")
+        self.task = task_of(net)
         self.target_scale = target_scale
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.monitor = monitor or ("val_objective" if self.val_data else None)
@@ -85,14 +84,6 @@ class Trainer:
         self._best_state = None
         self.stopped_early = False
 
-    def _objective_layer(self):
-        roles = self.net.roles
-        node = next((n for n in self.net.nodes.values() if n.output == roles["objective"]), None)
-        if node is None:
-            raise ConfigError(f"Trainer: the network has no objective variable "
-                              f"{roles['objective']!r}")
-        return node.layer
-
     @staticmethod
     def _check_data(split, data):
         x, y = data
@@ -102,8 +93,7 @@ class Trainer:
 
     # -- one batch, one epoch ----------------------------------------------------------------
     def _feed(self, x, y):
-        roles = self.net.roles
-        return {roles["input"]: self.transform(x), roles["label"]: self.target_transform(y)}
+        return feed(self.net, x, y, self.transform, self.target_transform)
 
     def _set_hyper(self, t: float) -> None:
         self.optimizer.lr = self.lr_schedule(t)
@@ -142,13 +132,9 @@ class Trainer:
 
     def evaluate(self, x, y, *, batch_size=256) -> dict:
         """Test-mode metrics on (x, y): loss, objective and top-1/top-5 error or RMSE."""
-        roles = self.net.roles
-        meter = Meter(self.task, self.target_scale)
-        for s in range(0, len(x), batch_size):
-            values = self.net.forward(self._feed(x[s:s + batch_size], y[s:s + batch_size]))
-            meter.add(values[roles["objective"]], values[roles["prediction"]],
-                      values[roles["label"]])
-        result = meter.result()
+        result = evaluate(self.net, x, y, transform=self.transform,
+                          target_transform=self.target_transform, scale=self.target_scale,
+                          batch_size=batch_size)
         result["objective"] = result["loss"] + self.optimizer.penalty(self.net.params())
         return result
 
@@ -235,6 +221,33 @@ class Trainer:
         if not path.exists():
             raise ConfigError(f"resume: no checkpoint at {path}")
         return path
+
+
+def task_of(net) -> str:
+    """'classification' when the objective is a softmax log-loss, else 'regression'."""
+    objective = net.roles["objective"]
+    node = next((n for n in net.nodes.values() if n.output == objective), None)
+    if node is None:
+        raise ConfigError(f"the network has no objective variable {objective!r}")
+    return "classification" if isinstance(node.layer, SoftmaxLogLoss) else "regression"
+
+
+def feed(net, x, y, transform=_identity, target_transform=_identity) -> dict:
+    """The network's feed for inputs x and targets y, each through its transform."""
+    target = y if target_transform is None else target_transform(y)
+    return {net.roles["input"]: (transform or _identity)(x), net.roles["label"]: target}
+
+
+def evaluate(net, x, y, *, transform=_identity, target_transform=_identity, scale=1.0,
+             batch_size=256) -> dict:
+    """Test-mode loss and top-1/top-5 error (classification) or RMSE (regression) on (x, y)."""
+    roles = net.roles
+    meter = Meter(task_of(net), scale)
+    for s in range(0, len(x), batch_size):
+        values = net.forward(feed(net, x[s:s + batch_size], y[s:s + batch_size], transform,
+                                  target_transform))
+        meter.add(values[roles["objective"]], values[roles["prediction"]], values[roles["label"]])
+    return meter.result()
 
 
 def format_row(row: dict) -> str:

@@ -1,0 +1,165 @@
+"""Run configurations: YAML in, a validated and fully resolved dict out.
+
+A config names the model (any zoo model, with its options), the data, the optimiser, the
+schedules, epochs, batch size and seed. Every key is checked: a misspelt one is a ConfigError that
+names it and the keys it may have meant. What a config leaves out comes from :data:`DEFAULTS`, the
+main job: LeNet-5 on the bundled MNIST subset. Example (``configs/lenet5_mnist.yaml``)::
+
+    name: lenet5-mnist
+    model: lenet5
+    data: {name: mnist_subset}
+    optimizer: {type: momentum, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}
+    lr_schedule: {type: cosine}
+    epochs: 8
+    batch_size: 64
+    seed: 0
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+from pathlib import Path
+
+import yaml
+
+from convscope.errors import ConfigError
+from convscope.train.optim import OPTIMIZERS
+from convscope.train.schedules import SCHEDULES
+
+DEFAULTS = {
+    "name": "lenet5-mnist",
+    "out": "runs",
+    "seed": 0,
+    "model": {"name": "lenet5"},
+    "data": {"name": "mnist_subset", "data_dir": None, "options": {}, "validation": 0.0,
+             "test_split": "test", "preprocess": "standardize", "limit": None},
+    "optimizer": {"type": "momentum", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
+    "lr_schedule": {"type": "cosine"},
+    "momentum_schedule": None,
+    "epochs": 8,
+    "batch_size": 64,
+    "early_stopping": None,
+    "keep_best": True,
+}
+DATA_KEYS = set(DEFAULTS["data"])
+EARLY_KEYS = {"patience", "monitor"}
+PREPROCESS = ("standardize", "none")
+
+
+def _unknown(section: str, given, allowed) -> None:
+    for key in given:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            where = f"{section}.{key}" if section else str(key)
+            raise ConfigError(f"config: unknown key {where!r}{hint} (allowed in "
+                              f"{section or 'the top level'}: {', '.join(sorted(allowed))})")
+
+
+def _mapping(section: str, value) -> dict:
+    if isinstance(value, str):
+        return {"name" if section == "model" else "type": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: {section} must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def _keywords(fn) -> set[str]:
+    return {p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+
+
+def _check_choice(key, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"config: {key} is {value!r}; choose one of {', '.join(choices)}")
+
+
+def _check_schedule(key, spec) -> None:
+    if spec is None or isinstance(spec, list):
+        return
+    spec = _mapping(key, spec)
+    kind = spec.get("type", "constant")
+    _check_choice(f"{key}.type", kind, list(SCHEDULES))
+    _unknown(key, spec, _keywords(SCHEDULES[kind]) | {"type", "warmup"})
+
+
+def _check_positive_int(key, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"config: {key} must be a positive integer, got {value!r}")
+
+
+def validate(config: dict) -> dict:
+    """Check every key and value of ``config`` and return it resolved against :data:`DEFAULTS`."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, got {config!r}")
+    _unknown("", config, DEFAULTS)
+    out = copy.deepcopy(DEFAULTS)
+    for key, value in config.items():
+        if key in ("model", "optimizer"):
+            out[key] = _mapping(key, value)
+        elif key == "data":
+            data = _mapping("data", value)
+            _unknown("data", data, DATA_KEYS)
+            out["data"].update(data)
+        else:
+            out[key] = copy.deepcopy(value)
+    from convscope.zoo import MODELS
+    _check_choice("model.name", out["model"].get("name"), list(MODELS))
+    _unknown("model", out["model"], _keywords(MODELS[out["model"]["name"]]) - {"seed", "dtype"}
+             | {"name"})
+    kind = out["optimizer"].setdefault("type", "momentum")
+    _check_choice("optimizer.type", kind, list(OPTIMIZERS))
+    _unknown("optimizer", out["optimizer"], _keywords(OPTIMIZERS[kind]) | {"type"})
+    for key in ("lr_schedule", "momentum_schedule"):
+        _check_schedule(key, out[key])
+    for key in ("epochs", "batch_size"):
+        _check_positive_int(key, out[key])
+    if not isinstance(out["seed"], int):
+        raise ConfigError(f"config: seed must be an integer, got {out['seed']!r}")
+    _check_choice("data.preprocess", out["data"]["preprocess"], PREPROCESS)
+    if out["data"]["limit"] is not None:
+        _check_positive_int("data.limit", out["data"]["limit"])
+    if out["early_stopping"] is not None:
+        _unknown("early_stopping", _mapping("early_stopping", out["early_stopping"]),
+                 EARLY_KEYS)
+    return out
+
+
+def load_config(path) -> dict:
+    """Read a YAML config file (``yaml.safe_load``) and :func:`validate` it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    try:
+        return validate(config)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def override(config: dict, *, epochs=None, batch_size=None, lr=None, out=None, name=None) -> dict:
+    """``config`` with the command line's overrides applied, validated again."""
+    config = copy.deepcopy(config)
+    if epochs is not None:
+        config["epochs"] = epochs
+    if batch_size is not None:
+        config["batch_size"] = batch_size
+    if lr is not None:
+        config["optimizer"]["lr"] = lr
+    if out is not None:
+        config["out"] = str(out)
+    if name is not None:
+        config["name"] = name
+    return validate(config)
+
+
+def dump(config: dict) -> str:
+    """The config as YAML text (the resolved config a run writes)."""
+    return yaml.safe_dump(config, sort_keys=False)

@@ -1,0 +1,204 @@
+"""The Network DAG: shape inference, named errors, gradients, save/load."""
+
+import numpy as np
+import pytest
+
+from convscope import ConfigError, ShapeError
+from convscope.debug import gradcheck
+from convscope.nn import (
+    Add,
+    BatchNorm,
+    Concat,
+    Conv,
+    Dropout,
+    FullyConnected,
+    L2Loss,
+    Network,
+    Pool,
+    ReLU,
+    Sequential,
+    SoftmaxLogLoss,
+    Tanh,
+)
+
+
+def small_dag(dtype=np.float32, seed=0):
+    """A DAG with a fork and two joins: conv → (relu | conv) → concat → pool → add → fc → loss."""
+    net = Network({"input": (8, 8, 2), "label": ()}, dtype=dtype, seed=seed)
+    net.add("conv1", Conv(3, 3, pad=1), "input")
+    net.add("relu1", ReLU(), "conv1")
+    net.add("conv2", Conv(2, 1), "conv1")
+    net.add("cat", Concat(), ["relu1", "conv2"])
+    net.add("pool", Pool(2, method="avg"), "cat")
+    net.add("bn", BatchNorm(), "pool")
+    net.add("tanh", Tanh(), "bn")
+    net.add("sum", Add(), ["tanh", "pool"])
+    net.add("fc", FullyConnected(4), "sum", output="prediction")
+    net.add("objective", SoftmaxLogLoss(), ["prediction", "label"])
+    return net
+
+
+def test_shapes_are_inferred_when_layers_are_added():
+    net = small_dag()
+    assert net.shapes["conv1"] == (8, 8, 3)
+    assert net.shapes["cat"] == (8, 8, 5)
+    assert net.shapes["pool"] == (4, 4, 5)
+    assert net.shapes["prediction"] == (1, 1, 4)
+    assert net.nodes["conv2"].layer.params["w"].value.shape == (1, 1, 3, 2)
+    assert net.nodes["fc"].layer.params["w"].value.shape == (4, 4, 5, 4)
+
+
+def test_layers_may_be_added_in_any_order():
+    net = Network({"input": (6, 6, 1)})
+    net.add("relu", ReLU(), "conv")          # waits for "conv"
+    net.add("conv", Conv(2, 3), "input")
+    assert net.order() == ["conv", "relu"]
+    y = net.forward({"input": np.ones((2, 6, 6, 1))})["relu"]
+    assert y.shape == (2, 4, 4, 2)
+
+
+def test_a_cycle_is_a_named_error():
+    net = Network({"input": (6, 6, 1)})
+    net.add("a", ReLU(), ["c"])
+    net.add("b", ReLU(), ["a"])
+    net.add("c", ReLU(), ["b"])
+    with pytest.raises(ConfigError, match="cycle") as err:
+        net.order()
+    for name in "abc":
+        assert f"{name}" in str(err.value)
+    assert "→" in str(err.value)
+
+
+def test_a_dangling_input_is_a_named_error():
+    net = Network({"input": (6, 6, 1)})
+    net.add("relu", ReLU(), "conv9")
+    with pytest.raises(ConfigError, match="'relu' reads variable 'conv9'.*dangling"):
+        net.forward({"input": np.zeros((1, 6, 6, 1))})
+
+
+def test_mismatched_shapes_name_the_layer_and_the_shapes():
+    net = Network({"a": (12, 12, 20), "b": (8, 8, 50)})
+    with pytest.raises(ShapeError) as err:
+        net.add("sum", Add(), ["a", "b"])
+    message = str(err.value)
+    assert "'sum'" in message and "12×12×20" in message and "8×8×50" in message
+
+
+def test_a_kernel_larger_than_its_input_is_a_named_error():
+    net = Sequential((4, 4, 1), [Conv(8, 3), ReLU()])
+    with pytest.raises(ShapeError, match=r"'conv2'.*2×2×8"):
+        net.append(Conv(4, 5))
+
+
+def test_labels_that_do_not_fit_the_scores_are_a_named_error():
+    with pytest.raises(ShapeError, match="'objective'"):
+        Sequential((10,), [FullyConnected(3)], loss=SoftmaxLogLoss(), label_shape=(2,))
+
+
+def test_a_variable_has_one_producer_and_layer_names_are_unique():
+    net = Network({"input": (4,)})
+    net.add("fc", FullyConnected(2), "input")
+    with pytest.raises(ConfigError, match="already"):
+        net.add("fc", FullyConnected(2), "input", output="other")
+    with pytest.raises(ConfigError, match="'fc'"):
+        net.add("fc2", FullyConnected(2), "input", output="fc")
+
+
+def test_feed_with_the_wrong_shape_names_the_input():
+    net = small_dag()
+    with pytest.raises(ShapeError, match="'input' expects N×8×8×2, got 3×8×8"):
+        net.forward({"input": np.zeros((3, 8, 8))})
+
+
+def _params_check(net, x, labels, train):
+    """gradcheck over the network input and every learnable parameter, in float64."""
+    names = list(net.params(learnable_only=True))
+    params = net.params()
+
+    def forward(x, *arrays):
+        for name, a in zip(names, arrays, strict=True):
+            params[name].value = a
+        return net.forward({"input": x, "label": labels}, train=train)["objective"]
+
+    def backward(x, *arrays_and_dy):
+        *arrays, dy = arrays_and_dy
+        forward(x, *arrays)
+        grads = net.backward({"objective": dy})
+        return [grads["input"], *(params[n].grad for n in names)]
+
+    return gradcheck(forward, backward, [x, *(params[n].value for n in names)])
+
+
+def test_network_backward_matches_numerical_gradient_float64():
+    net = small_dag(np.float64, seed=3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 8, 8, 2))
+    labels = np.array([0, 3, 1])
+    errors = _params_check(net, x, labels, train=True)
+    assert len(errors) == 1 + len(net.params(learnable_only=True))
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_regression_network_backward_with_missing_targets():
+    net = Sequential((5, 5, 1), [Conv(2, 3), ReLU(), FullyConnected(4)], loss=L2Loss(),
+                     label_shape=(2, 2), dtype=np.float64)
+    rng = np.random.default_rng(1)
+    target = rng.standard_normal((3, 2, 2))
+    target[0, 1] = np.nan
+    errors = _params_check(net, rng.standard_normal((3, 5, 5, 1)), target, train=False)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_gradients_sum_where_a_variable_feeds_two_layers():
+    net = Network({"input": (3,)}, dtype=np.float64)
+    net.add("a", ReLU(), "input")
+    net.add("b", Tanh(), "input")
+    net.add("sum", Add(), ["a", "b"])
+    x = np.array([[0.5, -1.0, 2.0]])
+    net.forward({"input": x})
+    dx = net.backward({"sum": np.ones((1, 3))})["input"]
+    np.testing.assert_allclose(dx, (x > 0) + 1 - np.tanh(x) ** 2)
+
+
+def test_save_and_load_give_identical_outputs(tmp_path):
+    net = small_dag(seed=5)
+    net.params()["conv1.w"].lr_factor = 2.0
+    net.freeze("fc")
+    x = np.random.default_rng(0).standard_normal((4, 8, 8, 2)).astype(np.float32)
+    net.forward({"input": x, "label": np.arange(4)}, train=True)   # moves batch-norm moments
+    net.save(tmp_path / "net.safetensors")
+    loaded = Network.load(tmp_path / "net.safetensors")
+    assert loaded.to_config() == net.to_config()
+    for name, p in net.params().items():
+        assert np.array_equal(loaded.params()[name].value, p.value), name
+    assert loaded.params()["conv1.w"].lr_factor == 2.0 and loaded.params()["fc.w"].frozen
+    a = net.forward({"input": x})["prediction"]
+    b = loaded.forward({"input": x})["prediction"]
+    assert np.array_equal(a, b)
+
+
+def test_loading_parameters_of_the_wrong_shape_is_a_named_error():
+    net = small_dag()
+    state = net.state_dict()
+    state["fc.w"] = np.zeros((2, 2))
+    with pytest.raises(ShapeError, match="'fc.w'"):
+        net.load_state_dict(state)
+
+
+def test_dropout_only_in_training_and_test_mode_is_deterministic():
+    net = Sequential((50,), [Dropout(0.5)])
+    x = np.ones((2, 50), dtype=np.float32)
+    assert np.array_equal(net.forward({"input": x})["dropout1"], x)
+    y = net.forward({"input": x}, train=True, rng=np.random.default_rng(0))["dropout1"]
+    assert set(np.unique(y)) == {0.0, 2.0}
+
+
+def test_summary_reports_receptive_fields_and_totals():
+    from convscope import zoo
+    text = zoo.lenet5().summary()
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[3:-2]}
+    assert rows["conv1"][2:5] == ["28×28×6", "156", "5×5"]
+    assert rows["pool1"][4] == "6×6" and rows["pool1"][5] == "2×2"
+    assert rows["conv2"][4] == "14×14"
+    assert rows["pool2"][4:6] == ["16×16", "4×4"]
+    assert text.splitlines()[-1].split()[1] == "61,706"
