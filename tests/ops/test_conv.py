@@ -4,51 +4,18 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from settings import CONV_SETTINGS, TRANSPOSE_SETTINGS, conv_inputs
 from torch_oracle import check_op, conv_reference, conv_transpose_reference
 
 from convscope import ShapeError, ops
 from convscope.debug import gradcheck
 from convscope.ops._args import padding
 
-# (input shape, filter shape, with bias, hyper-parameters)
-CONV_SETTINGS = {
-    "3x3": ((2, 7, 8, 3), (3, 3, 3, 4), True, {}),
-    "stride2-asymmetric-pad": ((2, 7, 8, 3), (3, 3, 3, 4), True, {"stride": 2, "pad": (1, 0, 2, 1)}),
-    "stride3x2-pad-per-axis": ((1, 9, 7, 2), (3, 2, 2, 5), True, {"stride": (3, 2), "pad": (2, 1)}),
-    "dilate2-pad1": ((2, 9, 8, 2), (3, 3, 2, 3), True, {"dilate": 2, "pad": 1}),
-    "dilate-stride": (
-        (1, 11, 10, 2), (2, 3, 2, 2), False, {"dilate": (2, 1), "stride": 2, "pad": (0, 1, 1, 0)}
-    ),
-    "groups2": ((2, 6, 6, 4), (3, 3, 2, 6), True, {"groups": 2, "pad": 1}),
-    "depthwise-stride2": ((2, 7, 7, 3), (3, 3, 1, 3), True, {"groups": 3, "stride": 2}),
-    "1x1-batch1": ((1, 5, 5, 4), (1, 1, 4, 3), True, {}),
-    "5x5-odd": ((2, 9, 11, 1), (5, 5, 1, 2), True, {"pad": 2}),
-    "first-layer-K>8D": ((2, 6, 7, 1), (3, 3, 1, 10), True, {"pad": (1, 0, 2, 1)}),
-    "pad-larger-than-kernel": ((1, 4, 4, 2), (2, 2, 2, 2), True, {"pad": (3, 0, 0, 3)}),
-    "3d": ((2, 5, 6, 4, 2), (2, 3, 2, 2, 3), True, {"stride": (1, 2, 1), "pad": (1, 0, 0, 1, 1, 0)}),
-    "3d-dilate-groups": ((1, 6, 5, 5, 4), (2, 2, 2, 2, 4), False, {"dilate": (2, 1, 1), "groups": 2}),
-}
-
-TRANSPOSE_SETTINGS = {
-    "3x3": ((2, 4, 5, 3), (3, 3, 2, 3), True, {}),
-    "stride2-crop1": ((2, 4, 5, 3), (3, 3, 2, 3), True, {"stride": 2, "crop": 1}),
-    "stride-asymmetric-crop": ((1, 3, 4, 2), (4, 3, 3, 2), True, {"stride": (2, 3), "crop": (1, 0, 0, 2)}),
-    "dilate": ((2, 4, 4, 2), (2, 2, 3, 2), False, {"dilate": 2, "stride": 2}),
-    "groups2": ((2, 4, 4, 4), (3, 3, 3, 4), True, {"groups": 2, "stride": 2, "crop": (0, 1)}),
-    "3d": ((1, 3, 3, 4, 2), (2, 2, 3, 3, 2), True, {"stride": (2, 1, 2), "crop": (0, 1, 1, 0, 0, 0)}),
-}
-
-
-def _inputs(x_shape, w_shape, bias, bias_size, seed=1):
-    rng = np.random.default_rng(seed)
-    b = rng.standard_normal(bias_size) if bias else None
-    return rng.standard_normal(x_shape), rng.standard_normal(w_shape), b
-
 
 @pytest.mark.parametrize("name", CONV_SETTINGS)
 def test_conv_gradients_match_numerical(name):
     x_shape, w_shape, bias, hyper = CONV_SETTINGS[name]
-    errors = gradcheck(ops.conv, ops.conv_backward, _inputs(x_shape, w_shape, bias, w_shape[-1]), **hyper)
+    errors = gradcheck(ops.conv, ops.conv_backward, conv_inputs(x_shape, w_shape, bias, w_shape[-1]), **hyper)
     assert len(errors) == (3 if bias else 2)
     assert max(errors.values()) < 1e-6, errors
 
@@ -66,7 +33,7 @@ def test_conv_matches_pytorch(name, dtype):
             dilate=hyper.get("dilate", 1), groups=hyper.get("groups", 1),
         )
 
-    inputs = list(_inputs(x_shape, w_shape, bias, w_shape[-1]))
+    inputs = list(conv_inputs(x_shape, w_shape, bias, w_shape[-1]))
     check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=dtype, hyper=hyper)
 
 
@@ -74,7 +41,7 @@ def test_conv_matches_pytorch(name, dtype):
 def test_conv_transpose_gradients_match_numerical(name):
     x_shape, w_shape, bias, hyper = TRANSPOSE_SETTINGS[name]
     groups = hyper.get("groups", 1)
-    inputs = _inputs(x_shape, w_shape, bias, w_shape[-2] * groups)
+    inputs = conv_inputs(x_shape, w_shape, bias, w_shape[-2] * groups)
     errors = gradcheck(ops.conv_transpose, ops.conv_transpose_backward, inputs, **hyper)
     assert max(errors.values()) < 1e-6, errors
 
@@ -92,7 +59,7 @@ def test_conv_transpose_matches_pytorch(name, dtype):
             dilate=hyper.get("dilate", 1), groups=groups,
         )
 
-    inputs = list(_inputs(x_shape, w_shape, bias, w_shape[-2] * groups))
+    inputs = list(conv_inputs(x_shape, w_shape, bias, w_shape[-2] * groups))
     check_op(ops.conv_transpose, ops.conv_transpose_backward, reference, inputs, dtype=dtype, hyper=hyper)
 
 
@@ -175,5 +142,5 @@ def test_conv_matches_pytorch_for_any_geometry(batch, size, channels, filters, k
         pairs = ((pads[0], pads[1]), (pads[2], pads[3]))
         return conv_reference(x, w, b, stride=stride, pads=pairs, dilate=dilate, groups=groups)
 
-    inputs = list(_inputs((batch, *size, channels), w_shape, True, filters))
+    inputs = list(conv_inputs((batch, *size, channels), w_shape, True, filters))
     check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=np.float64, hyper=hyper)

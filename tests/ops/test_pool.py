@@ -4,34 +4,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from settings import POOL_SETTINGS, distinct
 from torch_oracle import check_op, pool_reference
 
 from convscope import ConfigError, ops
 from convscope.debug import gradcheck
 from convscope.ops._args import padding
 
-# (input shape, hyper-parameters)
-POOL_SETTINGS = {
-    "2x2": ((2, 8, 8, 3), {"kernel": 2}),
-    "3x3-stride2-overlapping": ((2, 9, 9, 2), {"kernel": 3, "stride": 2}),
-    "3x3-stride2-pad1": ((1, 8, 7, 2), {"kernel": 3, "stride": 2, "pad": 1}),
-    "asymmetric-pad-stride3": ((2, 7, 9, 2), {"kernel": (2, 3), "stride": (1, 3), "pad": (1, 0, 0, 2)}),
-    "odd-batch1": ((1, 5, 5, 1), {"kernel": 2, "stride": 1}),
-    "3d": ((2, 4, 6, 5, 2), {"kernel": (2, 2, 3), "stride": (2, 1, 2), "pad": (0, 1, 1, 0, 1, 1)}),
-}
-
-
-def _distinct(shape, seed=0):
-    """Values at least 1e-2 apart, so every max is unique and stays so under ε = 1e-6 steps."""
-    rng = np.random.default_rng(seed)
-    return rng.permutation(np.arange(np.prod(shape))).reshape(shape) * 1e-2
-
 
 @pytest.mark.parametrize("method", ["max", "avg"])
 @pytest.mark.parametrize("name", POOL_SETTINGS)
 def test_pool_gradient_matches_numerical(name, method):
     shape, hyper = POOL_SETTINGS[name]
-    errors = gradcheck(ops.pool, ops.pool_backward, [_distinct(shape)], method=method, **hyper)
+    errors = gradcheck(ops.pool, ops.pool_backward, [distinct(shape)], method=method, **hyper)
     assert errors[0] < 1e-6, errors
 
 
@@ -48,7 +33,7 @@ def test_pool_matches_pytorch(name, method, dtype):
     def reference(x):
         return pool_reference(x, kernel=kernel, stride=stride, pads=pads, method=method)
 
-    check_op(ops.pool, ops.pool_backward, reference, [_distinct(shape)], dtype=dtype,
+    check_op(ops.pool, ops.pool_backward, reference, [distinct(shape)], dtype=dtype,
              hyper={"method": method, **hyper})
 
 
@@ -103,7 +88,7 @@ def test_pool_matches_pytorch_for_any_geometry(size, kernel, stride, pads, metho
     hyper = {"kernel": kernel, "stride": stride, "pad": pads, "method": method}
     too_much_padding = any(max(p) >= k for p, k in zip(pairs, kernel))
     too_small = any(n + a + b < k for n, (a, b), k in zip(size, pairs, kernel))
-    x = _distinct((2, *size, 3))
+    x = distinct((2, *size, 3))
     if too_much_padding or too_small:
         with pytest.raises(ValueError):
             ops.pool(x, **hyper)

@@ -1,0 +1,156 @@
+"""Every op on PyTorch tensors equals the NumPy result, across the settings of the op tests.
+
+float64: relative error < 1e-10; float32: < 1e-5. Forward and backward, on the CPU here (the same
+code runs on CUDA tensors, checked on a GPU by benchmarks/gpu_check.py).
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from settings import CONV_SETTINGS, POOL_SETTINGS, TRANSPOSE_SETTINGS, conv_inputs, distinct
+from torch_oracle import relative_error
+
+from convscope import ops
+
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
+RNG = np.random.default_rng(11)
+X = RNG.standard_normal((2, 5, 4, 6))
+
+
+def _torch(a):
+    return torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+
+
+def _flat(result):
+    """Arrays of an op's result (tuples, lists, moments pairs), None dropped, in order."""
+    if isinstance(result, tuple | list):
+        return [a for item in result for a in _flat(item)]
+    return [] if result is None else [result]
+
+
+def assert_backends_agree(forward, backward, inputs, dtype, **hyper):
+    inputs = [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in inputs]
+    tensors = [_torch(a) for a in inputs]
+    y_np, y_t = forward(*inputs, **hyper), forward(*tensors, **hyper)
+    out_np = y_np[0] if isinstance(y_np, tuple) else y_np
+    dy = RNG.standard_normal(np.shape(out_np)).astype(dtype)
+    g_np, g_t = backward(*inputs, dy, **hyper), backward(*tensors, _torch(dy), **hyper)
+    for ours, theirs in zip(_flat((y_np, g_np)), _flat((y_t, g_t)), strict=True):
+        assert isinstance(theirs, torch.Tensor), type(theirs)
+        assert theirs.dtype == torch.from_numpy(np.asarray(ours)).dtype
+        assert relative_error(theirs.numpy(), ours) < TOLERANCE[dtype]
+
+
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", CONV_SETTINGS)
+def test_conv_on_torch_equals_numpy(name, dtype):
+    x_shape, w_shape, bias, hyper = CONV_SETTINGS[name]
+    inputs = conv_inputs(x_shape, w_shape, bias, w_shape[-1])
+    assert_backends_agree(ops.conv, ops.conv_backward, inputs, dtype, **hyper)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", TRANSPOSE_SETTINGS)
+def test_conv_transpose_on_torch_equals_numpy(name, dtype):
+    x_shape, w_shape, bias, hyper = TRANSPOSE_SETTINGS[name]
+    inputs = conv_inputs(x_shape, w_shape, bias, w_shape[-2] * hyper.get("groups", 1))
+    assert_backends_agree(ops.conv_transpose, ops.conv_transpose_backward, inputs, dtype, **hyper)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", ["max", "avg"])
+@pytest.mark.parametrize("name", POOL_SETTINGS)
+def test_pool_on_torch_equals_numpy(name, method, dtype):
+    shape, hyper = POOL_SETTINGS[name]
+    assert_backends_agree(ops.pool, ops.pool_backward, [distinct(shape)], dtype, method=method, **hyper)
+
+
+GAMMA, BETA, LABELS = RNG.standard_normal(6), RNG.standard_normal(6), RNG.integers(0, 6, (2, 5, 4))
+MASK = RNG.random(X.shape) > 0.2
+ELEMENTWISE = {
+    "relu": (ops.relu, ops.relu_backward, [X], {}),
+    "leaky_relu": (ops.leaky_relu, ops.leaky_relu_backward, [X], {"slope": 0.2}),
+    "elu": (ops.elu, ops.elu_backward, [X], {"alpha": 0.5}),
+    "sigmoid": (ops.sigmoid, ops.sigmoid_backward, [X], {}),
+    "tanh": (ops.tanh, ops.tanh_backward, [X], {}),
+    "softplus": (ops.softplus, ops.softplus_backward, [X], {}),
+    "lrn-5": (ops.lrn, ops.lrn_backward, [X], {"alpha": 0.1}),
+    "lrn-4": (ops.lrn, ops.lrn_backward, [X], {"size": 4, "alpha": 0.1, "kappa": 1.0}),
+    "batch_norm": (ops.batch_norm, ops.batch_norm_backward, [X, GAMMA, BETA], {}),
+    "batch_norm-test": (ops.batch_norm, ops.batch_norm_backward, [X, GAMMA, BETA],
+                        {"moments": (GAMMA, np.abs(BETA))}),
+    "fully_connected": (ops.fully_connected, ops.fully_connected_backward,
+                        [X, RNG.standard_normal((5, 4, 6, 3)), RNG.standard_normal(3)], {}),
+    "softmax_log_loss": (ops.softmax_log_loss, ops.softmax_log_loss_backward, [X, LABELS], {}),
+    "softmax_log_loss-weighted": (ops.softmax_log_loss, ops.softmax_log_loss_backward, [X, LABELS],
+                                  {"weights": np.linspace(0.5, 2, 6)}),
+    "l2_loss": (ops.l2_loss, ops.l2_loss_backward, [X, RNG.standard_normal(X.shape)], {}),
+    "l2_loss-masked": (ops.l2_loss, ops.l2_loss_backward, [X, RNG.standard_normal(X.shape)],
+                       {"mask": MASK}),
+    "flatten": (ops.flatten, ops.flatten_backward, [X], {}),
+}
+
+
+def _tensor_hyper(hyper, dtype):
+    """Array-valued hyper-parameters (moments, weights, masks) as tensors of the test's dtype."""
+    def convert(v):
+        if isinstance(v, np.ndarray):
+            return torch.from_numpy(v.astype(dtype) if v.dtype.kind == "f" else v)
+        if isinstance(v, tuple):
+            return tuple(convert(a) for a in v)
+        return v
+
+    return {k: convert(v) for k, v in hyper.items()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_elementwise_ops_on_torch_equal_numpy(name, dtype):
+    forward, backward, inputs, hyper = ELEMENTWISE[name]
+    np_hyper = {k: (tuple(a.astype(dtype) for a in v) if isinstance(v, tuple) else
+                    v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+                for k, v in hyper.items()}
+    t_hyper = _tensor_hyper(hyper, dtype)
+
+    def forward_any(*args, **_):
+        return forward(*args, **(t_hyper if isinstance(args[0], torch.Tensor) else np_hyper))
+
+    def backward_any(*args, **_):
+        return backward(*args, **(t_hyper if isinstance(args[0], torch.Tensor) else np_hyper))
+
+    assert_backends_agree(forward_any, backward_any, inputs, dtype)
+
+
+def test_dropout_on_torch_uses_the_same_mask_as_numpy():
+    y_np, m_np = ops.dropout(X, rate=0.3, rng=np.random.default_rng(5))
+    y_t, m_t = ops.dropout(_torch(X), rate=0.3, rng=np.random.default_rng(5))
+    assert np.array_equal(m_t.numpy(), m_np) and relative_error(y_t.numpy(), y_np) < 1e-15
+    dx = ops.dropout_backward(_torch(X), m_t, rate=0.3)
+    assert relative_error(dx.numpy(), ops.dropout_backward(X, m_np, rate=0.3)) < 1e-15
+
+
+def test_convscope_imports_and_runs_without_torch():
+    code = (
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError('torch is not installed')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "import numpy as np, convscope\n"
+        "from convscope import ops\n"
+        "from convscope.debug import gradcheck\n"
+        "x = np.random.default_rng(0).standard_normal((1, 5, 5, 2))\n"
+        "w = np.ones((3, 3, 2, 2))\n"
+        "assert gradcheck(ops.conv, ops.conv_backward, [x, w, None])[1] < 1e-6\n"
+        "assert 'torch' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == "ok", result.stderr
