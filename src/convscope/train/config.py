@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from convscope.errors import ConfigError
+from convscope.train.datasets import make_augmentation, make_preprocessor
 from convscope.train.optim import OPTIMIZERS
 from convscope.train.schedules import SCHEDULES
 
@@ -34,7 +35,8 @@ DEFAULTS = {
     "seed": 0,
     "model": {"name": "lenet5"},
     "data": {"name": "mnist_subset", "data_dir": None, "options": {}, "validation": 0.0,
-             "test_split": "test", "preprocess": "standardize", "limit": None},
+             "test_split": "test", "preprocess": "standardize", "augment": [],
+             "limit": None},
     "optimizer": {"type": "momentum", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
     "lr_schedule": {"type": "cosine"},
     "momentum_schedule": None,
@@ -45,7 +47,6 @@ DEFAULTS = {
 }
 DATA_KEYS = set(DEFAULTS["data"])
 EARLY_KEYS = {"patience", "monitor"}
-PREPROCESS = ("standardize", "none")
 
 
 def _unknown(section: str, given, allowed) -> None:
@@ -118,7 +119,8 @@ def validate(config: dict) -> dict:
         _check_positive_int(key, out[key])
     if not isinstance(out["seed"], int):
         raise ConfigError(f"config: seed must be an integer, got {out['seed']!r}")
-    _check_choice("data.preprocess", out["data"]["preprocess"], PREPROCESS)
+    make_preprocessor(out["data"]["preprocess"])
+    make_augmentation(out["data"]["augment"])
     if out["data"]["limit"] is not None:
         _check_positive_int("data.limit", out["data"]["limit"])
     if out["early_stopping"] is not None:

@@ -1,5 +1,5 @@
 """Data for training runs: the bundled MNIST subset, any data set of :mod:`convscope.data`, a
-seeded validation split, and the preprocessing a run fits on its training split and saves.
+seeded validation split, preprocessing and augmentation from a config, and keypoint scaling.
 
 The bundled subset (``mnist_subset``) is 10,000 training and 2,000 test images drawn, stratified
 and seeded, from MNIST by ``tools/make_mnist_subset.py``; it ships inside the package, so the
@@ -66,33 +66,6 @@ def validation_split(y, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-class Standardize:
-    """Per-channel standardisation fitted on the training split only:
-    x̃_{i,j,d} = (x_{i,j,d}/s − μ_d) / σ_d with s = 255 for uint8 images (else 1), μ_d and σ_d the
-    training mean and standard deviation of channel d. Saved as JSON with the run."""
-
-    def __init__(self, mean, std, scale=1.0, dtype="float32"):
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.asarray(std, dtype=np.float64)
-        self.scale, self.dtype = float(scale), np.dtype(dtype)
-
-    @classmethod
-    def fit(cls, x, dtype="float32") -> Standardize:
-        scale = 255.0 if x.dtype == np.uint8 else 1.0
-        axes = tuple(range(x.ndim - 1))
-        sample = x[: min(len(x), 10_000)].astype(np.float64) / scale
-        return cls(sample.mean(axis=axes), sample.std(axis=axes) + 1e-8, scale, dtype)
-
-    def __call__(self, x):
-        mean = (self.mean * self.scale).astype(self.dtype)
-        inv = (1.0 / (self.std * self.scale)).astype(self.dtype)
-        return (x.astype(self.dtype) - mean) * inv
-
-    def to_config(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "scale": self.scale,
-                "dtype": self.dtype.name}
-
-
 class KeypointScaling:
     """Keypoint targets in pixels mapped to [−1, 1]: t̃ = (t − c)/c with c = H/2 (the tutorial's
     scaling); RMSE is reported back in pixels (× c)."""
@@ -105,3 +78,52 @@ class KeypointScaling:
 
     def to_config(self) -> dict:
         return {"center": self.center}
+
+
+PREPROCESS_NAMES = {"standardize": "Standardize", "mean_image": "MeanImage",
+                    "pca": "PCAWhitening", "zca": "ZCAWhitening",
+                    "gcn": "GlobalContrastNormalization"}
+
+
+def make_preprocessor(spec):
+    """An unfitted :mod:`convscope.data.preprocess` object from a config value: ``"none"``
+    (None), a short name (``standardize``, ``mean_image``, ``pca``, ``zca``, ``gcn``), or a
+    mapping ``{type: ZCAWhitening, eps: 0.01}``."""
+    from convscope.data import preprocess
+
+    if spec in (None, "none"):
+        return None
+    options = dict(spec) if isinstance(spec, dict) else {"type": spec}
+    kind = PREPROCESS_NAMES.get(options.get("type"), options.pop("type", None))
+    options.pop("type", None)
+    if kind not in preprocess.PREPROCESSORS or kind == "Pipeline":
+        known = ", ".join([*PREPROCESS_NAMES, "none"])
+        raise ConfigError(f"data.preprocess: unknown {kind!r}; known: {known}")
+    try:
+        return preprocess.PREPROCESSORS[kind](**options)
+    except TypeError as e:
+        raise ConfigError(f"data.preprocess {kind}: {e}") from None
+
+
+def make_augmentation(specs, keypoint_names=None):
+    """A :class:`convscope.data.augment.Compose` from a config list of ``{type: RandomFlip, p:
+    0.5}`` mappings (None when the list is empty); a flip of keypoints gets their names."""
+    from convscope.data import augment
+
+    if not specs:
+        return None
+    steps = []
+    for spec in specs:
+        options = dict(spec) if isinstance(spec, dict) else {"type": spec}
+        kind = options.pop("type", None)
+        factory = getattr(augment, str(kind), None)
+        if (not str(kind)[:1].isupper() or not callable(factory)
+                or kind in ("Augmentation", "Compose")):
+            raise ConfigError(f"data.augment: unknown augmentation {kind!r}")
+        if kind == "RandomFlip" and keypoint_names:
+            options.setdefault("names", keypoint_names)
+        try:
+            steps.append(factory(**options))
+        except TypeError as e:
+            raise ConfigError(f"data.augment {kind}: {e}") from None
+    return augment.Compose(steps)

@@ -2,7 +2,8 @@
 together, writing ``OUT/NAME/``:
 
 - ``config.yaml``: the resolved config; ``network.json``: the architecture; ``summary.txt``;
-- ``run.json``: class or keypoint names and the fitted preprocessing (``predict`` applies it);
+- ``run.json`` and ``preprocess.safetensors``: class or keypoint names, the keypoint scaling and
+  the preprocessing fitted on the training split (``evaluate`` and ``predict`` apply it);
 - ``metrics.csv``, ``checkpoint.safetensors`` (every epoch), ``best.safetensors``;
 - ``model.safetensors``: the trained network (the best one when a validation set picks it).
 """
@@ -20,14 +21,22 @@ import numpy as np
 from convscope import zoo
 from convscope.errors import ConfigError
 from convscope.nn import Network
-from convscope.nn.files import atomic_write
+from convscope.nn.files import atomic_write, read_safetensors, write_safetensors
 from convscope.train.config import dump, validate
-from convscope.train.datasets import KeypointScaling, Split, Standardize, load_split, validation_split
+from convscope.train.datasets import (
+    KeypointScaling,
+    Split,
+    load_split,
+    make_augmentation,
+    make_preprocessor,
+    validation_split,
+)
 from convscope.train.optim import make_optimizer
 from convscope.train.schedules import make_schedule
 from convscope.train.trainer import CHECKPOINT, Trainer, evaluate
 
 MODEL = "model.safetensors"
+PREPROCESS = "preprocess.safetensors"
 
 
 @dataclass
@@ -39,7 +48,7 @@ class Run:
     net: Network
     trainer: Trainer
     test: Split | None
-    info: dict
+    transforms: Transforms
 
 
 def _model_options(config, train: Split) -> dict:
@@ -53,22 +62,56 @@ def _model_options(config, train: Split) -> dict:
     return {**options, "seed": config["seed"]}
 
 
-def _transforms(config, train: Split) -> dict:
-    """The preprocessing fitted on the training split, as JSON-able info."""
-    info = {"names": list(train.names), "preprocess": None, "target": None}
-    if config["data"]["preprocess"] == "standardize":
-        info["preprocess"] = Standardize.fit(train.x).to_config()
-    if train.y.ndim == 3:
-        info["target"] = KeypointScaling(train.x.shape[-2] / 2).to_config()
-    return info
+@dataclass
+class Transforms:
+    """What a run applies to data: the fitted preprocessor (None: plain float32), the keypoint
+    scaling (None for classes), and the names of the classes or keypoints."""
+
+    preprocess: object
+    target: KeypointScaling | None
+    names: list
+
+    @property
+    def input(self):
+        return self.preprocess if self.preprocess is not None else _as_float32
+
+    @property
+    def scale(self) -> float:
+        return self.target.center if self.target is not None else 1.0
+
+    def save(self, out_dir) -> None:
+        """``run.json`` (names, target scaling, preprocessor config) and
+        ``preprocess.safetensors`` (its fitted arrays)."""
+        pre = self.preprocess
+        info = {"names": self.names, "target": self.target and self.target.to_config(),
+                "preprocess": pre and pre.config()}
+        _write_text(Path(out_dir) / "run.json", json.dumps(info, indent=1))
+        write_safetensors(Path(out_dir) / PREPROCESS, pre.state_dict() if pre else {}, {})
+
+    @classmethod
+    def load(cls, run_dir) -> Transforms:
+        from convscope.data.preprocess import from_state
+
+        info = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
+        pre = info["preprocess"]
+        if pre is not None:
+            arrays, _ = read_safetensors(Path(run_dir) / PREPROCESS)
+            pre = from_state(pre, arrays)
+        target = KeypointScaling(**info["target"]) if info["target"] else None
+        return cls(pre, target, info["names"])
 
 
-def transforms_from(info) -> tuple:
-    """(input transform, target transform, RMSE scale) from a run's ``run.json`` info."""
-    transform = Standardize(**info["preprocess"]) if info["preprocess"] else (
-        lambda x: x.astype(np.float32))
-    target = KeypointScaling(**info["target"]) if info["target"] else None
-    return transform, target, target.center if target else 1.0
+def _as_float32(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+def _transforms(config, train: Split) -> Transforms:
+    """The preprocessing fitted on the training split, and the target scaling."""
+    pre = make_preprocessor(config["data"]["preprocess"])
+    if pre is not None:
+        pre.fit(train.x)
+    target = KeypointScaling(train.x.shape[-2] / 2) if train.y.ndim == 3 else None
+    return Transforms(pre, target, list(train.names))
 
 
 def prepare(config: dict, *, progress=None, log=print) -> Run:
@@ -88,8 +131,8 @@ def prepare(config: dict, *, progress=None, log=print) -> Run:
         val = (train.x[held], train.y[held])
         train = Split(train.x[keep], train.y[keep], train.names, train.description)
     net = zoo.create(config["model"]["name"], **_model_options(config, train))
-    info = _transforms(config, train)
-    transform, target, scale = transforms_from(info)
+    transforms = _transforms(config, train)
+    augment = make_augmentation(data["augment"], train.names if train.y.ndim == 3 else None)
     optimizer = make_optimizer(**config["optimizer"])
     lr_schedule = make_schedule(config["lr_schedule"], start=optimizer.lr,
                                 epochs=config["epochs"])
@@ -107,11 +150,12 @@ def prepare(config: dict, *, progress=None, log=print) -> Run:
     trainer = Trainer(net, optimizer, (train.x, train.y), val=val, epochs=config["epochs"],
                       batch_size=config["batch_size"], seed=config["seed"],
                       lr_schedule=lr_schedule, momentum_schedule=momentum_schedule,
-                      transform=transform, target_transform=target, target_scale=scale,
+                      transform=transforms.input, target_transform=transforms.target,
+                      target_scale=transforms.scale, augment=augment,
                       out_dir=out_dir, patience=early.get("patience"),
                       monitor=early.get("monitor"), keep_best=config["keep_best"],
                       progress=progress, log=log)
-    return Run(out_dir, config, net, trainer, test, info)
+    return Run(out_dir, config, net, trainer, test, transforms)
 
 
 def _write_text(path, text) -> None:
@@ -134,16 +178,14 @@ def train(config: dict, *, resume=False, progress=None, log=print) -> dict:
     _write_text(out / "config.yaml", dump(run.config))
     _write_text(out / "network.json", run.net.to_json())
     _write_text(out / "summary.txt", run.net.summary())
-    _write_text(out / "run.json", json.dumps(run.info, indent=1))
+    run.transforms.save(out)
     log(f"training {run.config['model']['name']} on {run.config['data']['name']} "
         f"({len(run.trainer.train_data[0])} images) for {run.config['epochs']} epochs → {out}")
     run.trainer.fit()
     run.net.save(out / MODEL)
     result = {"seconds": time.perf_counter() - start}
     if run.test is not None:
-        transform, target, scale = transforms_from(run.info)
-        result.update(evaluate(run.net, run.test.x, run.test.y, transform=transform,
-                               target_transform=target, scale=scale))
+        result.update(_evaluate(run.net, run.test, run.transforms))
         log(format_result("test", result, len(run.test.x)))
     log(f"done in {result['seconds']:.1f} s; model in {out / MODEL}")
     return result
@@ -158,30 +200,29 @@ def format_result(split, metrics, n) -> str:
     return f"{split} RMSE {metrics['rmse']:.3f} px, loss {metrics['loss']:.5f} on N={n}"
 
 
-def load_run(run_dir) -> tuple[Network, dict, dict]:
-    """(network, resolved config, run info) of a finished run folder."""
+def _evaluate(net, split: Split, transforms: Transforms) -> dict:
+    return evaluate(net, split.x, split.y, transform=transforms.input,
+                    target_transform=transforms.target, scale=transforms.scale)
+
+
+def load_run(run_dir) -> tuple[Network, dict, Transforms]:
+    """(network, resolved config, transforms) of a finished run folder."""
+    import yaml
+
     run_dir = Path(run_dir)
     if not (run_dir / MODEL).exists():
         raise ConfigError(f"{run_dir} holds no trained model ({MODEL}); train it first")
-    config = validate(_read_yaml(run_dir / "config.yaml"))
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    return Network.load(run_dir / MODEL), config, info
-
-
-def _read_yaml(path):
-    import yaml
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    config = validate(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+    return Network.load(run_dir / MODEL), config, Transforms.load(run_dir)
 
 
 def evaluate_run(run_dir, split=None) -> tuple[dict, int]:
     """Metrics of a finished run on its test split (or ``split``), and the split's size."""
-    net, config, info = load_run(run_dir)
+    net, config, transforms = load_run(run_dir)
     data = config["data"]
-    split = split or data["test_split"]
-    ds = load_split(data["name"], split, data_dir=data["data_dir"], **(data["options"] or {}))
-    transform, target, scale = transforms_from(info)
-    return evaluate(net, ds.x, ds.y, transform=transform, target_transform=target,
-                    scale=scale), len(ds.x)
+    ds = load_split(data["name"], split or data["test_split"], data_dir=data["data_dir"],
+                    **(data["options"] or {}))
+    return _evaluate(net, ds, transforms), len(ds.x)
 
 
 def predict_images(run_dir, paths) -> list[tuple[str, list[tuple[str, float]]]]:
@@ -190,12 +231,11 @@ def predict_images(run_dir, paths) -> list[tuple[str, list[tuple[str, float]]]]:
 
     from convscope import ops
 
-    net, _, info = load_run(run_dir)
+    net, _, transforms = load_run(run_dir)
     shape = net.inputs[net.roles["input"]]
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise ConfigError(f"predict works on gray or RGB images; this network takes "
                           f"{'×'.join(map(str, shape))}")
-    transform, _, _ = transforms_from(info)
     batch = []
     for path in paths:
         try:
@@ -205,9 +245,9 @@ def predict_images(run_dir, paths) -> list[tuple[str, list[tuple[str, float]]]]:
                 batch.append(np.asarray(im, dtype=np.uint8).reshape(shape))
         except (OSError, UnidentifiedImageError) as e:
             raise ConfigError(f"cannot read image {path}: {e}") from None
-    scores = net.predict(transform(np.stack(batch)))
+    scores = net.predict(transforms.input(np.stack(batch)))
     probs = np.asarray(ops.softmax(scores.reshape(len(batch), -1)))
-    names = info["names"]
+    names = transforms.names
     out = []
     for path, p in zip(paths, probs, strict=True):
         top = np.argsort(-p)[:3]

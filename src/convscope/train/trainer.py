@@ -44,6 +44,8 @@ class Trainer:
     - ``val``: (x, y) evaluated in test mode after every epoch (optional).
     - ``transform``: applied to every input batch (preprocessing, e.g. uint8 → standardised
       float); ``target_transform`` to every target batch (keypoint scaling).
+    - ``augment``: ``augment(x, y, rng) -> (x, y)`` on each raw training batch, drawing from the
+      trainer's generator (:mod:`convscope.data.augment`).
     - ``lr_schedule``, ``momentum_schedule``: callables of t (epochs); default constant.
     - ``patience``: stop after this many epochs without improvement of ``monitor`` (default
       ``val_objective`` when there is a validation set); ``keep_best`` restores the best weights.
@@ -56,7 +58,7 @@ class Trainer:
 
     def __init__(self, net, optimizer, train, *, val=None, epochs=10, batch_size=64, seed=0,
                  lr_schedule=None, momentum_schedule=None, transform=None,
-                 target_transform=None, target_scale=1.0, out_dir=None, patience=None,
+                 target_transform=None, target_scale=1.0, augment=None, out_dir=None, patience=None,
                  monitor=None, keep_best=True, callbacks=(), progress=None, log=None):
         self.net, self.optimizer = net, optimizer
         self.train_data, self.val_data = self._check_data("train", train), None
@@ -71,6 +73,7 @@ class Trainer:
         self.momentum_schedule = momentum_schedule
         self.transform = transform or _identity
         self.target_transform = target_transform or _identity
+        self.augment = augment
         self.task = task_of(net)
         self.target_scale = target_scale
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -112,7 +115,10 @@ class Trainer:
         for b, s in enumerate(starts):
             idx = np.sort(order[s:s + self.batch_size])
             self._set_hyper(self.epoch + b / len(starts))
-            values = self.net.forward(self._feed(x[idx], y[idx]), train=True, rng=self.rng)
+            xb, yb = x[idx], y[idx]
+            if self.augment is not None:
+                xb, yb = self.augment(xb, yb, self.rng)
+            values = self.net.forward(self._feed(xb, yb), train=True, rng=self.rng)
             self.net.backward({roles["objective"]: 1.0})
             self.optimizer.step(params)
             loss = float(values[roles["objective"]])

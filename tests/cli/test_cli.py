@@ -1,0 +1,109 @@
+"""The convscope command: a short real run end to end, and errors as one line."""
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from convscope.cli import main
+from convscope.train.datasets import load_split
+
+TINY = {
+    "name": "tiny",
+    "model": "lenet5",
+    "data": {"name": "mnist_subset", "limit": 1000},
+    "optimizer": {"type": "adam", "lr": 0.002},
+    "lr_schedule": None,
+    "epochs": 1,
+    "batch_size": 25,
+    "seed": 3,
+}
+
+
+def _config(tmp_path, config):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    assert main(["train", _config(tmp, TINY), "--out", str(tmp)]) == 0
+    return tmp / "tiny"
+
+
+def test_train_writes_the_run_folder(run_dir, capsys):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "network.json", "summary.txt", "run.json", "metrics.csv",
+            "checkpoint.safetensors", "model.safetensors", "preprocess.safetensors"} <= names
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["epochs"] == 1 and config["data"]["limit"] == 1000
+    assert (run_dir / "metrics.csv").read_text().count("\n") == 2
+
+
+def test_evaluate_prints_the_test_error(run_dir, capsys):
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("test error ") and "N=2000" in out
+    error = float(out.split()[2].rstrip("%"))
+    assert error < 40   # 1000 images, one epoch: far better than chance (90%)
+
+
+def test_predict_reads_png_files(run_dir, tmp_path, capsys):
+    test = load_split("mnist_subset", "test")
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(test.x[i, :, :, 0]).save(path)
+        paths.append(str(path))
+    assert main(["predict", str(run_dir), *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith(paths[0])
+    probs = [float(t.split()[-1].rstrip(",)")) for t in lines[0].split("(")[1].split(", ")]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_resume_continues_from_the_checkpoint(run_dir, capsys):
+    out_dir = str(run_dir.parent)
+    assert main(["train", _config(run_dir.parent, TINY), "--out", out_dir, "--epochs", "2",
+                 "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "after epoch 1" in out
+    assert (run_dir / "metrics.csv").read_text().count("\n") == 3
+
+
+def test_summary_of_a_zoo_model_and_of_a_run(run_dir, capsys):
+    assert main(["summary", "lenet5"]) == 0
+    zoo_text = capsys.readouterr().out
+    assert "receptive field" in zoo_text and "61,706" in zoo_text
+    assert main(["summary", str(run_dir)]) == 0
+    assert capsys.readouterr().out == zoo_text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["summary", "lenet6"], "'lenet6' is neither a zoo model"),
+    (["evaluate", "no/such/run"], "holds no trained model"),
+    (["train", "no/such/config.yaml"], "cannot read config"),
+])
+def test_errors_are_one_line_without_traceback(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_typo_in_the_config_names_the_key(tmp_path, capsys):
+    bad = {**TINY, "optimizer": {"type": "momentum", "lr": 0.1, "momentun": 0.9}}
+    assert main(["train", _config(tmp_path, bad), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'optimizer.momentun'" in err and "did you mean 'momentum'" in err
+    assert "Traceback" not in err
+
+
+def test_the_bundled_subset_is_stratified():
+    train = load_split("mnist_subset", "train")
+    counts = np.bincount(train.y, minlength=10)
+    full = np.array([5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    assert counts.sum() == 10_000
+    assert np.abs(counts - full * 10_000 / 60_000).max() <= 1
+    assert train.x.dtype == np.uint8 and train.x.shape[1:] == (28, 28, 1)

@@ -1,0 +1,65 @@
+"""Run configs: validation with named keys, defaults, overrides, every zoo model reachable."""
+
+import pytest
+
+from convscope import ConfigError, zoo
+from convscope.train.config import DEFAULTS, load_config, override, validate
+
+
+@pytest.mark.parametrize(("config", "key"), [
+    ({"epoch": 3}, "'epoch'; did you mean 'epochs'"),
+    ({"optimizer": {"type": "adam", "lr": 1e-3, "beta": 0.9}}, "'optimizer.beta'"),
+    ({"data": {"nmae": "mnist"}}, "'data.nmae'; did you mean 'name'"),
+    ({"lr_schedule": {"type": "step", "gama": 0.1}}, "'lr_schedule.gama'; did you mean 'gamma'"),
+    ({"model": {"name": "lenet5", "clases": 3}}, "'model.clases'; did you mean 'classes'"),
+    ({"early_stopping": {"patients": 3}}, "'early_stopping.patients'"),
+])
+def test_a_typo_names_the_key(config, key):
+    with pytest.raises(ConfigError, match=key):
+        validate(config)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"model": "lenet6"}, "model.name is 'lenet6'"),
+    ({"optimizer": {"type": "sgdd"}}, "optimizer.type"),
+    ({"data": {"preprocess": "whiten"}}, "data.preprocess"),
+    ({"data": {"augment": [{"type": "RandomFlop"}]}}, "RandomFlop"),
+])
+def test_bad_values_are_named(config, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(config)
+
+
+def test_defaults_are_the_main_job_and_overrides_apply():
+    config = validate({})
+    assert config == DEFAULTS and config["model"]["name"] == "lenet5"
+    assert config["data"]["name"] == "mnist_subset"
+    changed = override(config, epochs=2, batch_size=32, lr=0.01, out="elsewhere")
+    assert (changed["epochs"], changed["batch_size"], changed["optimizer"]["lr"],
+            changed["out"]) == (2, 32, 0.01, "elsewhere")
+    assert config["epochs"] == DEFAULTS["epochs"]
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_every_zoo_model_is_reachable(name):
+    assert validate({"model": name})["model"] == {"name": name}
+
+
+def test_load_config_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("epochs: 3\nbatchsize: 10\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*'batchsize'.*'batch_size'"):
+        load_config(path)
+    path.write_text("epochs: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_committed_configs_are_valid():
+    from pathlib import Path
+    folder = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(folder.glob("*.yaml"))
+    assert files
+    for path in files:
+        load_config(path)

@@ -1,0 +1,152 @@
+"""The Trainer: it learns, it resumes exactly, it writes files that survive a crash."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+
+from convscope.data.preprocess import Standardize
+from convscope.nn import (
+    Conv,
+    Dropout,
+    FullyConnected,
+    Network,
+    Pool,
+    ReLU,
+    Sequential,
+    SoftmaxLogLoss,
+)
+from convscope.train import Trainer, make_optimizer, make_schedule
+from convscope.train.checkpoint import load_checkpoint
+from convscope.train.datasets import load_split
+from convscope.train.trainer import CHECKPOINT, METRICS
+
+
+def two_layer(seed=0):
+    return Sequential((16,), [FullyConnected(32), ReLU(), FullyConnected(3)],
+                      loss=SoftmaxLogLoss(), seed=seed)
+
+
+def test_a_two_layer_network_overfits_20_samples():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 16)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    net = two_layer()
+    trainer = Trainer(net, make_optimizer("momentum", lr=0.1, momentum=0.9), (x, y), epochs=100,
+                      batch_size=20, progress=False, log=lambda *_: None)
+    history = trainer.fit()
+    assert history[0]["train_loss"] > 0.5
+    assert trainer.evaluate(x, y)["loss"] < 0.01
+    assert trainer.evaluate(x, y)["top1err"] == 0
+
+
+def tiny_convnet(seed=0):
+    return Sequential((28, 28, 1), [Conv(8, 5, stride=2), ReLU(), Pool(2), FullyConnected(10)],
+                      loss=SoftmaxLogLoss(), seed=seed)
+
+
+def test_one_epoch_on_the_bundled_subset_lowers_the_loss():
+    train, test = load_split("mnist_subset", "train"), load_split("mnist_subset", "test")
+    assert train.x.shape == (10_000, 28, 28, 1) and test.x.shape == (2_000, 28, 28, 1)
+    std = Standardize().fit(train.x)
+    net = tiny_convnet()
+    trainer = Trainer(net, make_optimizer("momentum", lr=0.02, momentum=0.9), (train.x, train.y),
+                      epochs=1, batch_size=100, transform=std, progress=False,
+                      log=lambda *_: None)
+    before = trainer.evaluate(test.x, test.y)
+    trainer.fit()
+    after = trainer.evaluate(test.x, test.y)
+    assert before["loss"] > 2.0
+    assert after["loss"] < 0.5 * before["loss"]
+    assert after["top1err"] < 0.15
+
+
+def _data(n=120, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 16)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def _dropout_net(seed=0):
+    return Sequential((16,), [FullyConnected(32), ReLU(), Dropout(0.3), FullyConnected(3)],
+                      loss=SoftmaxLogLoss(), seed=seed)
+
+
+def _trainer(net, out_dir, epochs, **kw):
+    x, y = _data()
+    opt = make_optimizer("nesterov", lr=0.05, momentum=0.9, weight_decay=1e-3)
+    return Trainer(net, opt, (x, y), val=_data(40, seed=2), epochs=epochs, batch_size=16,
+                   seed=7, out_dir=out_dir, lr_schedule=make_schedule(
+                       {"type": "cosine"}, start=0.05, epochs=epochs),
+                   momentum_schedule=make_schedule({"type": "linear", "end": 0.99}, start=0.9,
+                                                   epochs=epochs),
+                   progress=False, log=lambda *_: None, **kw)
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    full = _trainer(_dropout_net(), tmp_path / "full", 4)
+    full.fit()
+
+    first = _trainer(_dropout_net(), tmp_path / "split", 4)
+    first.epochs = 2                       # "crash" after epoch 2
+    first.fit()
+    resumed = _trainer(_dropout_net(seed=99), tmp_path / "split", 4).resume()
+    assert resumed.epoch == 2
+    resumed.fit()
+
+    a, b = full.net.state_dict(), resumed.net.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+    assert [r["train_loss"] for r in full.history] == [r["train_loss"] for r in resumed.history]
+
+
+def test_checkpoint_and_metrics_files(tmp_path):
+    trainer = _trainer(_dropout_net(), tmp_path, 2, keep_best=False)
+    trainer.fit()
+    rows = list(csv.DictReader((tmp_path / METRICS).open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_objective", "val_top1err", "val_top5err", "lr"} <= set(rows[0])
+    assert float(rows[0]["train_objective"]) > float(rows[0]["train_loss"])   # λ/2 ‖w‖²
+    net = Network.load(tmp_path / CHECKPOINT)    # a checkpoint is also a network file
+    for name, value in trainer.net.state_dict().items():
+        assert np.array_equal(net.params()[name].value, value)
+    assert (tmp_path / "best.safetensors").exists()
+
+
+def test_a_crash_while_writing_leaves_the_last_checkpoint_intact(tmp_path, monkeypatch):
+    trainer = _trainer(_dropout_net(), tmp_path, 2)
+    trainer.epochs = 1
+    trainer.fit()
+    good = (tmp_path / CHECKPOINT).read_bytes()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    trainer.epochs = 2
+    with pytest.raises(OSError, match="disk full"):
+        trainer.fit()
+    assert (tmp_path / CHECKPOINT).read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+    state = load_checkpoint(tmp_path / CHECKPOINT, _dropout_net(), make_optimizer("nesterov"))
+    assert state["epoch"] == 1
+
+
+def test_early_stopping_keeps_the_best_model():
+    x, y = _data()
+    net = two_layer()
+    rows = []
+
+    class Recorder:
+        def on_epoch_end(self, trainer, row):
+            rows.append(row)
+
+    trainer = Trainer(net, make_optimizer("sgd", lr=2.0), (x, y), val=_data(40, seed=2),
+                      epochs=30, batch_size=8, patience=2, progress=False,
+                      log=lambda *_: None, callbacks=[Recorder()])
+    trainer.fit()
+    assert trainer.stopped_early and len(rows) < 30
+    best = min(r["val_objective"] for r in rows)
+    assert trainer.best == best
+    assert trainer.evaluate(*_data(40, seed=2))["objective"] == pytest.approx(best, rel=1e-5)
