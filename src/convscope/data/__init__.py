@@ -55,8 +55,8 @@ from convscope.data.augment import (
 from convscope.data.batching import BatchIterator, batches
 from convscope.data.dataset import Dataset, resolve_data_dir
 from convscope.data.datasets import LOADERS, load
+from convscope.data.download import fetch
 from convscope.data.errors import DataError
-from convscope.data.fetch import fetch
 from convscope.data.folders import image_folder, rgbd, stack_channels, stack_slices, volumes
 from convscope.data.keypoints import (
     IBUG68_NAMES,

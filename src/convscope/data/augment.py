@@ -388,27 +388,31 @@ class ColorJitter(Augmentation):
 
 
 class StainJitter(Augmentation):
-    """Stain variation for H&E histology (Tellez et al. 2018) in scikit-image's HED space.
+    """Stain variation for H&E histology (Tellez et al. 2018) in scikit-image's HED colour space.
 
-    s = rgb2hed(x / v); per sample and stain c: s'_c = α_c s_c + β_c with α ~ U(1 − sigma,
-    1 + sigma), β ~ U(−bias, bias); y = v · hed2rgb(s'). ``value_range`` v: 255 for uint8
-    images, 1 for float images in [0, 1]. RGB 2D images only; float32 output in [0, v].
+    Stain densities s = (log x̂ / log 10⁻⁶) · M_HED, x̂ = max(x / v, 10⁻⁶), M_HED =
+    ``skimage.color.hed_from_rgb`` (as ``rgb2hed``, but not clipped at 0, so that the map is
+    invertible); per sample and stain c: s'_c = α_c s_c + β_c with α ~ U(1 − sigma, 1 + sigma),
+    β ~ U(−bias, bias); y = v · exp(log 10⁻⁶ · s' · M_RGB), M_RGB = ``rgb_from_hed``.
+    ``value_range`` v: 255 for uint8 images, 1 for float images in [0, 1]. RGB 2D images
+    only; float32 output in [0, v]. sigma = bias = 0 gives back the input.
     """
 
     def __init__(self, sigma=0.05, bias=0.05, value_range=255.0):
         self.sigma, self.bias, self.value_range = float(sigma), float(bias), float(value_range)
 
     def apply(self, x, y, rng):
-        from skimage.color import hed2rgb, rgb2hed
+        from skimage.color import hed_from_rgb, rgb_from_hed
 
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ShapeError(f"StainJitter: RGB images N×H×W×3 only, got {describe_shape(x.shape)}")
-        v = self.value_range
-        hed = rgb2hed(np.clip(x.astype(np.float64) / v, 0, 1), channel_axis=-1)
+        v, log_floor = self.value_range, np.log(1e-6)
+        rgb = np.maximum(x.astype(np.float64) / v, 1e-6)
+        hed = (np.log(rgb) / log_floor) @ hed_from_rgb
         alpha = rng.uniform(1 - self.sigma, 1 + self.sigma, (len(x), 1, 1, 3))
         beta = rng.uniform(-self.bias, self.bias, (len(x), 1, 1, 3))
-        rgb = hed2rgb(hed * alpha + beta, channel_axis=-1)
-        return (np.clip(rgb, 0, 1) * v).astype(np.float32), y
+        out = np.exp(log_floor * ((hed * alpha + beta) @ rgb_from_hed))
+        return (np.clip(out, 0, 1) * v).astype(np.float32), y
 
 
 class GaussianNoise(Augmentation):

@@ -2,7 +2,7 @@
 
 Convention (Kaggle's): "left" and "right" are the *subject's* left and right. On a frontal
 face the subject's left eye appears on the image's right side, at larger x. Checked on the
-real faces of ``faces68_96.npz``: the mean x of iBUG points 42–47 (``left_eye_*``) is 56.5
+real faces of ``faces68_96.npz``: the mean x of iBUG points 42–47 (``left_eye_*``) is 56.6
 and that of points 36–41 (``right_eye_*``) is 39.5 on the 96-pixel-wide crops; Kaggle's
 ``training.csv`` has mean ``left_eye_center_x`` ≈ 66 and ``right_eye_center_x`` ≈ 30.
 

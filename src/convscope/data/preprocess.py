@@ -93,7 +93,7 @@ class Preprocessor:
 
 
 def _batch(x, who: str) -> np.ndarray:
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x)
     if x.ndim < 2 or len(x) == 0:
         raise ShapeError(f"{who}: expected a non-empty batch N×H×W×D, got {describe_shape(x.shape)}")
     return x
@@ -122,6 +122,23 @@ class MeanImage(Preprocessor):
         return x - self.mean
 
 
+def _channel_moments(flat: np.ndarray, chunk: int = 1 << 16):
+    """μ_d and σ_d of the columns of an R×D array, in one pass of float64 matrix products.
+
+    With a shift K (the first chunk's mean) against cancellation:
+    μ = K + mean(x − K), σ² = mean((x − K)²) − (μ − K)².
+    """
+    shift = flat[:chunk].mean(axis=0, dtype=np.float64)
+    ones = np.ones(chunk)
+    total, square = np.zeros(flat.shape[1]), np.zeros(flat.shape[1])
+    for s in range(0, len(flat), chunk):
+        c = flat[s:s + chunk].astype(np.float64) - shift
+        total += ones[:len(c)] @ c
+        square += np.einsum("rd,rd->d", c, c) if c.shape[1] > 8 else np.diag(c.T @ c)
+    d = total / len(flat)
+    return shift + d, np.sqrt(np.maximum(square / len(flat) - d * d, 0.0))
+
+
 class Standardize(Preprocessor):
     """Per-channel standardisation: y_{…,d} = (x_{…,d} − μ_d) / max(σ_d, ε).
 
@@ -137,9 +154,8 @@ class Standardize(Preprocessor):
 
     def fit(self, x):
         x = _batch(x, "Standardize.fit")
-        axes = tuple(range(x.ndim - 1))
-        self.mean = x.mean(axis=axes, dtype=np.float64).astype(np.float32)
-        self.std = x.std(axis=axes, dtype=np.float64).astype(np.float32)
+        mean, std = _channel_moments(x.reshape(-1, x.shape[-1]))
+        self.mean, self.std = mean.astype(np.float32), std.astype(np.float32)
         return self
 
     def transform(self, x):
