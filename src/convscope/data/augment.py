@@ -25,7 +25,6 @@ the input's units, unclipped.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from convscope.data.keypoints import mirror_permutation
 from convscope.errors import ConfigError, ShapeError, describe_shape
@@ -79,6 +78,8 @@ def _move_keypoints(y, a, t):
 
 def _warp_sample(img, a, t, order, mode, cval):
     """Resample one sample (spatial…×D) at A⁻¹(p' − t); the channel axis is left alone."""
+    from scipy import ndimage
+
     s = a.shape[0]
     inv = _snap(np.linalg.inv(a))
     full = np.eye(s + 1)

@@ -109,7 +109,8 @@ def make_split(y_or_n, fractions=None, *, seed: int = 0, stratify: bool | None =
         bounds = np.cumsum(_allocate(len(g), f))[:-1]
         for k, part in zip(names, np.split(g, bounds), strict=True):
             chunks[k].append(part)
-    parts = {k: np.sort(np.concatenate(v)) for k, v in chunks.items()}
+    parts = {k: np.sort(np.concatenate(v)) if v else np.zeros(0, np.int64)
+             for k, v in chunks.items()}
     return Split(parts, n, seed, bool(stratify))
 
 
