@@ -77,17 +77,15 @@ def _move_keypoints(y, a, t):
 
 
 def _warp_sample(img, a, t, order, mode, cval):
-    """Resample one sample (spatial…×D) at A⁻¹(p' − t); the channel axis is left alone."""
+    """Resample one sample (spatial…×D) at A⁻¹(p' − t), channel by channel."""
     from scipy import ndimage
 
-    s = a.shape[0]
     inv = _snap(np.linalg.inv(a))
-    full = np.eye(s + 1)
-    full[:s, :s] = inv
-    offset = np.zeros(s + 1)
-    offset[:s] = _snap(-inv @ t)
-    out = ndimage.affine_transform(img.astype(np.float32), full, offset=offset, order=order,
-                                   mode=mode, cval=cval, prefilter=order > 1)
+    offset = _snap(-inv @ t)
+    src = img.astype(np.float32)
+    out = np.stack([ndimage.affine_transform(src[..., d], inv, offset=offset, order=order,
+                                             mode=mode, cval=cval, prefilter=order > 1)
+                    for d in range(img.shape[-1])], axis=-1)
     return _cast_like(out, img.dtype)
 
 
