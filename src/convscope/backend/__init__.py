@@ -11,7 +11,10 @@ from types import ModuleType
 
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 
+from convscope.backend.memory import keep_freed_memory
 from convscope.errors import ConfigError
+
+FREED_MEMORY_KEPT = keep_freed_memory()  # see convscope.backend.memory: why, and how to opt out
 
 __all__ = ["array_namespace", "asarray_like", "is_numpy_array", "is_torch_array", "kernels"]
 

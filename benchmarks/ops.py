@@ -1,0 +1,123 @@
+"""Time convscope's conv, pool and LRN (forward + backward) against PyTorch CPU on the lecture's layers.
+
+Each row is one layer of LeNet-5 (28×28×1), the facial-keypoints net2 (96×96×1) or the CIFAR-10
+quick net (32×32×3) at batch 128: convscope's forward then its hand-written backward on NumPy
+(channels-last), against PyTorch's forward then autograd backward (NCHW, its native layout) for the
+same layer, in the same process. Prints medians and the ratio convscope / PyTorch (below 1: faster).
+
+    python benchmarks/ops.py [--batch 128] [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from convscope import ops
+
+# name, kind, input H×W×D, hyper-parameters (filters H'×W'×K for conv)
+LAYERS = [
+    ("lenet5 conv1 5×5×1×6 pad 2", "conv", (28, 28, 1), {"kernel": (5, 5), "filters": 6, "pad": 2}),
+    ("lenet5 pool1 2×2", "max", (28, 28, 6), {"kernel": 2}),
+    ("lenet5 conv2 5×5×6×16", "conv", (14, 14, 6), {"kernel": (5, 5), "filters": 16}),
+    ("lenet5 pool2 2×2", "max", (10, 10, 16), {"kernel": 2}),
+    ("keypoints conv1 3×3×1×32", "conv", (96, 96, 1), {"kernel": (3, 3), "filters": 32}),
+    ("keypoints pool1 2×2", "max", (94, 94, 32), {"kernel": 2}),
+    ("keypoints conv2 2×2×32×64", "conv", (47, 47, 32), {"kernel": (2, 2), "filters": 64}),
+    ("keypoints pool2 2×2", "max", (46, 46, 64), {"kernel": 2}),
+    ("keypoints conv3 2×2×64×128", "conv", (23, 23, 64), {"kernel": (2, 2), "filters": 128}),
+    ("keypoints pool3 2×2", "max", (22, 22, 128), {"kernel": 2}),
+    ("cifar10 conv1 5×5×3×32 pad 2", "conv", (32, 32, 3), {"kernel": (5, 5), "filters": 32, "pad": 2}),
+    ("cifar10 pool1 max 3×3 s2", "max", (32, 32, 32), {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}),
+    ("cifar10 lrn 5 (alexnet)", "lrn", (16, 16, 32), {"size": 5}),
+    ("cifar10 conv2 5×5×32×32 pad 2", "conv", (16, 16, 32), {"kernel": (5, 5), "filters": 32, "pad": 2}),
+    ("cifar10 pool2 avg 3×3 s2", "avg", (16, 16, 32), {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}),
+    ("cifar10 conv3 5×5×32×64 pad 2", "conv", (8, 8, 32), {"kernel": (5, 5), "filters": 64, "pad": 2}),
+]
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def convscope_step(kind, x, params, hyper):
+    """Forward then backward of one layer, with dE/dy = y (any array of y's shape)."""
+    if kind == "conv":
+        w, b = params
+        pad = hyper.get("pad", 0)
+        return lambda: ops.conv_backward(x, w, b, ops.conv(x, w, b, pad=pad), pad=pad)
+    if kind == "lrn":
+        return lambda: ops.lrn_backward(x, ops.lrn(x, size=hyper["size"]), size=hyper["size"])
+    pool = {"kernel": hyper["kernel"], "stride": hyper.get("stride"), "pad": hyper.get("pad", 0), "method": kind}
+    return lambda: ops.pool_backward(x, ops.pool(x, **pool), **pool)
+
+
+def torch_step(kind, x, params, hyper):
+    """The same layer in PyTorch (NCHW), forward then autograd backward with dE/dy = y."""
+    xt = torch.tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), requires_grad=True)
+    if kind == "conv":
+        w, b = params
+        wt = torch.tensor(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), requires_grad=True)
+        bt = torch.tensor(b, requires_grad=True)
+        pad = hyper.get("pad", 0)
+
+        def run():
+            y = F.conv2d(xt, wt, bt, padding=pad)
+            y.backward(y.detach())
+
+        return run
+    if kind == "lrn":
+        def run():
+            y = F.local_response_norm(xt, hyper["size"], 1e-4 * hyper["size"], 0.75, 2.0)
+            y.backward(y.detach())
+
+        return run
+    kernel, stride = hyper["kernel"], hyper.get("stride") or hyper["kernel"]
+    pad = hyper.get("pad", 0)
+    flat = (pad[2], pad[3], pad[0], pad[1]) if isinstance(pad, tuple) else (pad,) * 4
+
+    def run():
+        padded = F.pad(xt, flat, value=-np.inf if kind == "max" else 0.0) if any(flat) else xt
+        pool = F.max_pool2d if kind == "max" else F.avg_pool2d
+        y = pool(padded, kernel, stride)
+        y.backward(y.detach())
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"convscope ops vs PyTorch {torch.__version__} CPU ({torch.get_num_threads()} threads), "
+          f"numpy {np.__version__}, {platform.processor() or platform.machine()}, batch {args.batch}, "
+          f"forward + backward, median of {args.repeats}")
+    print("| layer | convscope ms | PyTorch ms | ratio |\n| --- | ---: | ---: | ---: |")
+    for name, kind, shape, hyper in LAYERS:
+        x = rng.standard_normal((args.batch, *shape), dtype=np.float32)
+        params = ()
+        if kind == "conv":
+            w = rng.standard_normal((*hyper["kernel"], shape[-1], hyper["filters"]), dtype=np.float32) * 0.1
+            params = (w, np.zeros(hyper["filters"], np.float32))
+        ours = median_time(convscope_step(kind, x, params, hyper), args.repeats)
+        theirs = median_time(torch_step(kind, x, params, hyper), args.repeats)
+        print(f"| {name} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
