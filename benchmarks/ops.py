@@ -61,7 +61,8 @@ def convscope_step(kind, x, params, hyper):
         return lambda: ops.conv_backward(x, w, b, ops.conv(x, w, b, pad=pad), pad=pad)
     if kind == "lrn":
         return lambda: ops.lrn_backward(x, ops.lrn(x, size=hyper["size"]), size=hyper["size"])
-    pool = {"kernel": hyper["kernel"], "stride": hyper.get("stride"), "pad": hyper.get("pad", 0), "method": kind}
+    pool = {"kernel": hyper["kernel"], "stride": hyper.get("stride"), "pad": hyper.get("pad", 0),
+            "method": kind}
     return lambda: ops.pool_backward(x, ops.pool(x, **pool), **pool)
 
 
@@ -99,7 +100,9 @@ def torch_step(kind, x, params, hyper):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
