@@ -202,3 +202,16 @@ def test_summary_reports_receptive_fields_and_totals():
     assert rows["conv2"][4] == "14×14"
     assert rows["pool2"][4:6] == ["16×16", "4×4"]
     assert text.splitlines()[-1].split()[1] == "61,706"
+
+
+def test_every_layer_type_backward_in_a_chain_float64():
+    from convscope.nn import ELU, LRN, ConvTranspose, DropConnect, Flatten, LeakyReLU, Sigmoid, \
+        Softplus
+    layers = [Conv(4, 3, pad=1), LeakyReLU(0.1), ConvTranspose(3, 2, stride=2), ELU(),
+              LRN(size=3), Pool(2, stride=2), Sigmoid(), Flatten(), DropConnect(6, rate=0.3),
+              Softplus(), FullyConnected(3)]
+    net = Sequential((3, 3, 2), layers, loss=SoftmaxLogLoss(), dtype=np.float64, seed=2)
+    assert net.shapes["deconv1"] == (6, 6, 3) and net.shapes["flatten1"] == (27,)
+    rng = np.random.default_rng(4)
+    errors = _params_check(net, rng.standard_normal((2, 3, 3, 2)), np.array([0, 2]), train=False)
+    assert max(errors.values()) < 1e-6, errors

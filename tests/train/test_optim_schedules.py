@@ -104,7 +104,8 @@ def test_unknown_optimiser_option_is_named():
     ({"type": "cosine", "end": 0.01}, 10.0, 0.01),
     ([0.1, 0.05, 0.01], 1.5, 0.05),
     ([0.1, 0.05, 0.01], 8.0, 0.01),
-    ({"type": "constant", "warmup": 2}, 1.0, 0.05),
+    ({"type": "constant", "warmup": 2}, 0.0, 0.01),
+    ({"type": "constant", "warmup": 2}, 1.0, 0.055),
     ({"type": "step", "step": 3, "gamma": 0.5, "warmup": 1}, 3.0, 0.05),
 ])
 def test_schedules(spec, t, expected):

@@ -117,7 +117,10 @@ class _Filtered(Layer):
             self._param("b", (bias_size,), "zeros", rng, dtype, decay_factor=0.0)
 
     def _hyper_ops(self):
-        return {}
+        """The op's keywords: the hyper-parameters other than the filter count and size, the
+        bias switch, the initialiser and a dropping rate."""
+        return {k: v for k, v in self.hyper().items()
+                if k not in ("k", "d", "size", "bias", "init", "rate")}
 
     def backward(self, xs, aux, dy):
         dx, dw, db = self.op_backward(xs[0], self.value("w"), self.value("b"), dy,
@@ -145,10 +148,6 @@ class Conv(_Filtered):
     init: str | dict = "he"
     op = staticmethod(ops.conv)
     op_backward = staticmethod(ops.conv_backward)
-
-    def _hyper_ops(self):
-        return {"stride": self.stride, "pad": self.pad, "dilate": self.dilate,
-                "groups": self.groups}
 
     def build(self, in_shapes, rng, dtype):
         (shape,) = in_shapes
@@ -185,10 +184,6 @@ class ConvTranspose(_Filtered):
     init: str | dict = "he"
     op = staticmethod(ops.conv_transpose)
     op_backward = staticmethod(ops.conv_transpose_backward)
-
-    def _hyper_ops(self):
-        return {"stride": self.stride, "crop": self.crop, "dilate": self.dilate,
-                "groups": self.groups}
 
     def build(self, in_shapes, rng, dtype):
         (shape,) = in_shapes

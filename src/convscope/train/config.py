@@ -2,17 +2,32 @@
 
 A config names the model (any zoo model, with its options), the data, the optimiser, the
 schedules, epochs, batch size and seed. Every key is checked: a misspelt one is a ConfigError that
-names it and the keys it may have meant. What a config leaves out comes from :data:`DEFAULTS`, the
-main job: LeNet-5 on the bundled MNIST subset. Example (``configs/lenet5_mnist.yaml``)::
+names it and the key it may have meant. What a config leaves out comes from :data:`DEFAULTS`, the
+main job: LeNet-5 on the bundled MNIST subset. The keys::
 
-    name: lenet5-mnist
-    model: lenet5
-    data: {name: mnist_subset}
+    name: lenet5-mnist          # the run folder is OUT/NAME
+    out: runs
+    seed: 0                     # initialisation, shuffling, dropout, augmentation, splits
+    model: lenet5               # or {name: cifar10_quick, classes: 10, input_shape: [32, 32, 3]}
+                                # (input_shape, classes/keypoints default to the data's)
+    data:
+      name: mnist_subset        # the bundled subset, or any convscope.data.load name
+      data_dir: null            # --data-dir; default $CONVSCOPE_DATA or the user cache
+      options: {}               # loader options, e.g. {keypoints: kaggle15} or {size: 64}
+      validation: 0.0           # fraction of train held out (seeded, stratified)
+      test_split: test          # evaluated at the end (null: none)
+      preprocess: standardize   # none | standardize | mean_image | pca | zca | gcn | {type: ..}
+      augment: []               # [{type: RandomFlip, p: 0.5}, {type: RandomRotation, ...}]
+      limit: null               # train on the first N images only
     optimizer: {type: momentum, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}
-    lr_schedule: {type: cosine}
+                                # sgd | momentum | nesterov | adam | rmsprop | adagrad
+    lr_schedule: {type: cosine} # constant | step | inverse | exponential | linear | cosine |
+                                # a list per epoch; warmup: W epochs in any mapping
+    momentum_schedule: null     # same forms, e.g. {type: linear, start: 0.9, end: 0.999}
     epochs: 8
     batch_size: 64
-    seed: 0
+    early_stopping: null        # {patience: 5, monitor: val_objective}
+    keep_best: true             # restore the best weights (by the monitor) at the end
 """
 
 from __future__ import annotations

@@ -30,14 +30,15 @@ def squared_error(prediction, target) -> tuple[float, int]:
 class Meter:
     """Accumulates loss and task metrics over the batches of an epoch.
 
-    Classification gives ``loss``, ``top1err`` and ``top5err`` (fractions); regression gives
+    Classification gives ``loss``, ``top1err`` and, with more than 5 classes, ``top5err``
+    (fractions); regression gives
     ``loss`` and ``rmse`` = √(Σ (x − t)² / #known) in target units times ``scale`` (pixels when the
     targets were scaled by 1/scale).
     """
 
     def __init__(self, task: str, scale: float = 1.0):
         self.task, self.scale = task, scale
-        self.n = 0
+        self.n, self.classes = 0, 0
         self.sums = {"loss": 0.0, "top1err": 0.0, "top5err": 0.0, "se": 0.0, "known": 0}
 
     def add(self, loss, prediction, target) -> None:
@@ -45,6 +46,7 @@ class Meter:
         self.n += n
         self.sums["loss"] += float(loss) * n
         if self.task == "classification":
+            self.classes = scores(prediction).shape[1]
             self.sums["top1err"] += topk_errors(prediction, target, 1)
             self.sums["top5err"] += topk_errors(prediction, target, 5)
         else:
@@ -61,7 +63,8 @@ class Meter:
         out = {"loss": self.loss}
         if self.task == "classification":
             out["top1err"] = self.sums["top1err"] / max(self.n, 1)
-            out["top5err"] = self.sums["top5err"] / max(self.n, 1)
+            if self.classes > 5:
+                out["top5err"] = self.sums["top5err"] / max(self.n, 1)
         else:
             out["rmse"] = self.scale * float(np.sqrt(self.sums["se"] / max(self.sums["known"], 1)))
         return out

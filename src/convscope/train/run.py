@@ -194,9 +194,10 @@ def train(config: dict, *, resume=False, progress=None, log=print) -> dict:
 def format_result(split, metrics, n) -> str:
     """'test error 1.45% (top-1), accuracy 98.55%, top-5 error 0.05%, loss 0.047 on N=2000'."""
     if "top1err" in metrics:
+        top5 = f", top-5 error {100 * metrics['top5err']:.2f}%" if "top5err" in metrics else ""
         return (f"{split} error {100 * metrics['top1err']:.2f}% (top-1), accuracy "
-                f"{100 * (1 - metrics['top1err']):.2f}%, top-5 error "
-                f"{100 * metrics['top5err']:.2f}%, loss {metrics['loss']:.4f} on N={n}")
+                f"{100 * (1 - metrics['top1err']):.2f}%{top5}, loss {metrics['loss']:.4f} "
+                f"on N={n}")
     return f"{split} RMSE {metrics['rmse']:.3f} px, loss {metrics['loss']:.5f} on N={n}"
 
 

@@ -111,10 +111,10 @@ class PerEpoch(Schedule):
 
 
 class WarmUp(Schedule):
-    """Warm-up: a linear ramp from ``start_factor``·s(0) to s(W) over the first W epochs, then
+    """Warm-up: a linear ramp from ``start_factor``·s(W) to s(W) over the first W epochs, then
     the wrapped schedule s."""
 
-    def __init__(self, inner: Schedule, epochs=1.0, start_factor=0.0):
+    def __init__(self, inner: Schedule, epochs=1.0, start_factor=0.1):
         super().__init__(inner(0.0))
         self.inner, self.warm, self.start_factor = inner, float(epochs), float(start_factor)
 
