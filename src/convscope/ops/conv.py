@@ -24,7 +24,7 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilate=1, groups=1):
     """
     geometry = _conv_geometry("conv", x, w, b, stride, pad, dilate, groups)
     y = kernels(x).conv_forward(x, w, *geometry)
-    return y + b if b is not None else y
+    return _add_bias(y, b)
 
 
 def conv_backward(x, w, b, dy, *, stride=1, pad=0, dilate=1, groups=1):
@@ -61,7 +61,7 @@ def conv_transpose(x, w, b=None, *, stride=1, crop=0, dilate=1, groups=1):
     )
     out_shape = (x.shape[0], *out_spatial, w.shape[-2] * groups_)
     y = kernels(x).conv_backward_data(x, w, out_shape, stride_, crops, dilate_, groups_)
-    return y + b if b is not None else y
+    return _add_bias(y, b)
 
 
 def conv_transpose_backward(x, w, b, dy, *, stride=1, crop=0, dilate=1, groups=1):
@@ -80,6 +80,13 @@ def conv_transpose_backward(x, w, b, dy, *, stride=1, crop=0, dilate=1, groups=1
     dx = k.conv_forward(dy, w, stride_, crops, dilate_, groups_, x.shape[1:-1])
     dw = k.conv_backward_filter(dy, x, w.shape, stride_, crops, dilate_, groups_)
     return dx, dw, bias_gradient(dy, b)
+
+
+def _add_bias(y, b):
+    """y_{…,k} + b_k, in place: the kernels return fresh arrays that nobody else holds."""
+    if b is not None:
+        y += b
+    return y
 
 
 def bias_gradient(dy, b):
