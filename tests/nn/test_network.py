@@ -205,8 +205,7 @@ def test_summary_reports_receptive_fields_and_totals():
 
 
 def test_every_layer_type_backward_in_a_chain_float64():
-    from convscope.nn import ELU, LRN, ConvTranspose, DropConnect, Flatten, LeakyReLU, Sigmoid, \
-        Softplus
+    from convscope.nn import ELU, LRN, ConvTranspose, DropConnect, Flatten, LeakyReLU, Sigmoid, Softplus
     layers = [Conv(4, 3, pad=1), LeakyReLU(0.1), ConvTranspose(3, 2, stride=2), ELU(),
               LRN(size=3), Pool(2, stride=2), Sigmoid(), Flatten(), DropConnect(6, rate=0.3),
               Softplus(), FullyConnected(3)]
