@@ -144,3 +144,21 @@ def test_conv_matches_pytorch_for_any_geometry(batch, size, channels, filters, k
 
     inputs = list(conv_inputs((batch, *size, channels), w_shape, True, filters))
     check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=np.float64, hyper=hyper)
+
+
+@pytest.mark.parametrize(
+    ("forward_backward", "inputs", "hyper"),
+    [
+        (ops.conv_backward, conv_inputs((2, 7, 8, 3), (3, 3, 3, 4), True, 4), {"stride": 2, "pad": 1}),
+        (ops.conv_transpose_backward, conv_inputs((2, 4, 5, 3), (3, 3, 2, 3), True, 2), {"stride": 2}),
+        (ops.fully_connected_backward, conv_inputs((3, 4, 5, 2), (4, 5, 2, 6), True, 6), {}),
+    ],
+)
+def test_input_grad_false_skips_only_dx(forward_backward, inputs, hyper):
+    forward = {ops.conv_backward: ops.conv, ops.conv_transpose_backward: ops.conv_transpose,
+               ops.fully_connected_backward: ops.fully_connected}[forward_backward]
+    dy = np.ones_like(forward(*inputs, **hyper))
+    full = forward_backward(*inputs, dy, **hyper)
+    partial = forward_backward(*inputs, dy, input_grad=False, **hyper)
+    assert partial[0] is None
+    assert np.array_equal(partial[1], full[1]) and np.array_equal(partial[2], full[2])

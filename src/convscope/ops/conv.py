@@ -27,20 +27,22 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilate=1, groups=1):
     return _add_bias(y, b)
 
 
-def conv_backward(x, w, b, dy, *, stride=1, pad=0, dilate=1, groups=1):
+def conv_backward(x, w, b, dy, *, stride=1, pad=0, dilate=1, groups=1, input_grad=True):
     """Derivatives of `conv` given dE/dy (N×H''×W''×K): returns (dE/dx, dE/df, dE/db).
 
     dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d}
     dE/dx_{p,q,d}   = Σ_{i,j,h,w,k: S·i+dil·h=p, S·j+dil·w=q} dE/dy_{i,j,k} · f_{h,w,d,k}
     dE/db_k         = Σ_{n,i,j} dE/dy_{i,j,k}            (None when b is None)
-    Input positions that no window reaches (floor in H'') get zero gradient.
+    Input positions that no window reaches (floor in H'') get zero gradient. With
+    input_grad=False, dE/dx is not computed and None is returned in its place (a network's first
+    layer, whose input is the data, needs only dE/df and dE/db).
     """
     stride_, pads, dilate_, groups_, out_spatial = _conv_geometry(
         "conv_backward", x, w, b, stride, pad, dilate, groups
     )
     _args.check_same_shape("conv_backward", "dy", (x.shape[0], *out_spatial, w.shape[-1]), dy)
     k = kernels(x)
-    dx = k.conv_backward_data(dy, w, x.shape, stride_, pads, dilate_, groups_)
+    dx = k.conv_backward_data(dy, w, x.shape, stride_, pads, dilate_, groups_) if input_grad else None
     dw = k.conv_backward_filter(x, dy, w.shape, stride_, pads, dilate_, groups_)
     return dx, dw, bias_gradient(dy, b)
 
@@ -64,12 +66,13 @@ def conv_transpose(x, w, b=None, *, stride=1, crop=0, dilate=1, groups=1):
     return _add_bias(y, b)
 
 
-def conv_transpose_backward(x, w, b, dy, *, stride=1, crop=0, dilate=1, groups=1):
+def conv_transpose_backward(x, w, b, dy, *, stride=1, crop=0, dilate=1, groups=1, input_grad=True):
     """Derivatives of `conv_transpose` given dE/dy (N×H_out×W_out×D): (dE/dx, dE/df, dE/db).
 
     dE/dx = conv(dE/dy, f, stride=S, pad=C, dilate, groups)   (the forward conv of dy)
     dE/df_{h,w,d,k} = Σ_{n,i,j} x_{i,j,k} · dE/dy_{S·i+dil·h−C_U, S·j+dil·w−C_L, d}
     dE/db_d = Σ_{n,p,q} dE/dy_{p,q,d}
+    With input_grad=False, dE/dx is None (not computed).
     """
     stride_, crops, dilate_, groups_, out_spatial = _transpose_geometry(
         "conv_transpose_backward", x, w, b, stride, crop, dilate, groups
@@ -77,7 +80,7 @@ def conv_transpose_backward(x, w, b, dy, *, stride=1, crop=0, dilate=1, groups=1
     out_shape = (x.shape[0], *out_spatial, w.shape[-2] * groups_)
     _args.check_same_shape("conv_transpose_backward", "dy", out_shape, dy)
     k = kernels(x)
-    dx = k.conv_forward(dy, w, stride_, crops, dilate_, groups_, x.shape[1:-1])
+    dx = k.conv_forward(dy, w, stride_, crops, dilate_, groups_, x.shape[1:-1]) if input_grad else None
     dw = k.conv_backward_filter(dy, x, w.shape, stride_, crops, dilate_, groups_)
     return dx, dw, bias_gradient(dy, b)
 

@@ -22,11 +22,12 @@ def fully_connected(x, w, b=None):
     return y.reshape(_output_shape(x, w))
 
 
-def fully_connected_backward(x, w, b, dy):
+def fully_connected_backward(x, w, b, dy, *, input_grad=True):
     """Derivatives of `fully_connected` given dE/dy: (dE/dx, dE/df, dE/db).
 
     dE/dx_{h,w,d} = Σ_k f_{h,w,d,k} · dE/dy_k,   dE/df_{h,w,d,k} = Σ_n x_{h,w,d} · dE/dy_k,
-    dE/db_k = Σ_n dE/dy_k; in matrix form dx = dy·wᵀ, dw = xᵀ·dy.
+    dE/db_k = Σ_n dE/dy_k; in matrix form dx = dy·wᵀ, dw = xᵀ·dy. With input_grad=False, dE/dx
+    is None (not computed).
     """
     x_flat, w_flat = _as_matrices("fully_connected_backward", x, w, b)
     expected = _output_shape(x, w)
@@ -36,7 +37,7 @@ def fully_connected_backward(x, w, b, dy):
             f"got {describe_shape(dy.shape)}"
         )
     dy_flat = dy.reshape(x.shape[0], w.shape[-1])
-    dx = (dy_flat @ w_flat.T).reshape(x.shape)
+    dx = (dy_flat @ w_flat.T).reshape(x.shape) if input_grad else None
     dw = (x_flat.T @ dy_flat).reshape(w.shape)
     return dx, dw, bias_gradient(dy_flat, b)
 
