@@ -16,7 +16,9 @@ from convscope.errors import ConfigError
 
 FREED_MEMORY_KEPT = keep_freed_memory()  # see convscope.backend.memory: why, and how to opt out
 
-__all__ = ["array_namespace", "asarray_like", "is_numpy_array", "is_torch_array", "kernels"]
+__all__ = [
+    "array_namespace", "asarray_like", "can_inspect_values", "is_numpy_array", "is_torch_array", "kernels",
+]
 
 
 def kernels(x) -> ModuleType:
@@ -42,3 +44,13 @@ def asarray_like(a, like):
 
         return torch.as_tensor(a, device=like.device)
     return a
+
+
+def can_inspect_values(x) -> bool:
+    """False while a CUDA graph is being captured: reading a value (a label range, a NaN check)
+    would synchronise the GPU, which capture forbids; such checks then run only in eager steps."""
+    if is_torch_array(x) and x.is_cuda:
+        import torch
+
+        return not torch.cuda.is_current_stream_capturing()
+    return True
