@@ -73,6 +73,12 @@ def test_resume_continues_from_the_checkpoint(run_dir, capsys):
     assert (run_dir / "metrics.csv").read_text().count("\n") == 3
 
 
+def test_resume_with_another_config_is_refused(run_dir, capsys):
+    assert main(["train", _config(run_dir.parent, TINY), "--out", str(run_dir.parent),
+                 "--lr", "0.5", "--resume"]) == 2
+    assert "different config (optimizer differ)" in capsys.readouterr().err
+
+
 def test_summary_of_a_zoo_model_and_of_a_run(run_dir, capsys):
     assert main(["summary", "lenet5"]) == 0
     zoo_text = capsys.readouterr().out

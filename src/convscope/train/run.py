@@ -33,7 +33,7 @@ from convscope.train.datasets import (
 )
 from convscope.train.optim import make_optimizer
 from convscope.train.schedules import make_schedule
-from convscope.train.trainer import CHECKPOINT, Trainer, evaluate
+from convscope.train.trainer import BEST, CHECKPOINT, METRICS, Trainer, evaluate
 
 MODEL = "model.safetensors"
 PREPROCESS = "preprocess.safetensors"
@@ -168,13 +168,15 @@ def train(config: dict, *, resume=False, progress=None, log=print) -> dict:
     run = prepare(config, progress=progress, log=log)
     out = run.out_dir
     if resume and (out / CHECKPOINT).exists():
+        _check_same_run(out, run.config)
         run.trainer.resume()
         log(f"resuming {out} after epoch {run.trainer.epoch}")
     else:
         if resume:
             log(f"no checkpoint in {out}: starting a new run")
         out.mkdir(parents=True, exist_ok=True)
-        (out / CHECKPOINT).unlink(missing_ok=True)
+        for name in (CHECKPOINT, BEST, METRICS, MODEL):
+            (out / name).unlink(missing_ok=True)
     _write_text(out / "config.yaml", dump(run.config))
     _write_text(out / "network.json", run.net.to_json())
     _write_text(out / "summary.txt", run.net.summary())
@@ -189,6 +191,20 @@ def train(config: dict, *, resume=False, progress=None, log=print) -> dict:
         log(format_result("test", result, len(run.test.x)))
     log(f"done in {result['seconds']:.1f} s; model in {out / MODEL}")
     return result
+
+
+def _check_same_run(out: Path, config: dict) -> None:
+    """A resumed run must have the config it started with (more epochs allowed)."""
+    import yaml
+
+    path = out / "config.yaml"
+    if not path.exists():
+        return
+    before = validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    changed = sorted(k for k in config if k != "epochs" and config[k] != before.get(k))
+    if changed:
+        raise ConfigError(f"--resume: {out} was started with a different config ({', '.join(changed)} "
+                          f"differ); resume with the same config or train into another --out")
 
 
 def format_result(split, metrics, n) -> str:

@@ -109,7 +109,7 @@ class Trainer:
         roles, params = self.net.roles, self.net.params()
         order = self.rng.permutation(len(x))
         starts = range(0, len(x), self.batch_size)
-        meter, start_time = Meter(self.task, self.target_scale), time.perf_counter()
+        meter = Meter(self.task, self.target_scale)
         bar = tqdm(total=len(x), desc=f"epoch {self.epoch + 1}/{self.epochs}", unit="img",
                    disable=not self.progress, leave=False, file=sys.stdout)
         for b, s in enumerate(starts):
@@ -128,9 +128,8 @@ class Trainer:
                                          f"{loss}; lower the learning rate (now "
                                          f"{self.optimizer.lr:g})")
             meter.add(loss, values[roles["prediction"]], values[roles["label"]])
-            rate = meter.n / max(time.perf_counter() - start_time, 1e-9)
+            bar.set_postfix_str(f"loss {meter.loss:.4f}", refresh=False)   # tqdm shows img/s
             bar.update(len(idx))
-            bar.set_postfix(loss=f"{meter.loss:.4f}", img_s=f"{rate:.0f}")
             self._call("on_batch_end", {"epoch": self.epoch, "batch": b, "loss": loss,
                                         "values": values})
         bar.close()
