@@ -1,0 +1,235 @@
+"""The training monitor: per-layer statistics of activations and gradients every K batches,
+warnings that name the layer, and a stop at the first NaN or Inf.
+
+    monitor = Monitor().attach(trainer)      # or Trainer(..., callbacks=[Monitor()])
+    trainer.fit()
+
+Every K-th batch (default: 4 times per epoch) it writes one JSON line per layer to
+``OUT/monitor.jsonl`` (``pandas.read_json(path, lines=True)`` reads it as a table)::
+
+    step epoch batch t lr loss layer type
+    act_mean act_std act_zero act_dead act_saturated act_hist       activations y of the layer
+    grad_mean grad_std grad_rms grad_hist                           dE/dy at its output
+    w_norm w_grad_norm w_grad_rms update_ratio                      ‖ω‖, ‖dE/dω‖, ‖Δω‖/‖ω‖
+    warnings                                                        what :mod:`rules` found
+
+where t = epoch + b/B is the time in epochs, ``act_zero`` the fraction of zeros after a ReLU,
+``act_dead`` the fraction of its units that are 0 on the whole batch, ``act_saturated`` the
+fraction of a sigmoid's or tanh's outputs in its flat tails, and the update ratio is that of the
+optimiser step just taken (ω is snapshotted one batch earlier). Every batch, the :class:`Probe`
+checks each forward value and each gradient for NaN and Inf and stops the run at the first one,
+before the update, naming the layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from convscope.debug import stats
+from convscope.debug.probe import Probe
+from convscope.debug.rules import Thresholds, warnings_for
+
+MONITOR_FILE = "monitor.jsonl"
+ZERO_TYPES = ("ReLU",)
+SAMPLE = 4096
+
+
+def _learnable(layer) -> list:
+    return [p for p in layer.params.values() if p.learnable]
+
+
+def activation_stats(y, kind: str, bins: int, rng, limit=SAMPLE) -> dict:
+    """Mean, standard deviation, histogram of a layer's output y (from a sample of ``limit``
+    entries); the fraction of zeros and of dead units after a ReLU; the fraction of saturated
+    outputs of a sigmoid or tanh."""
+    part = stats.sample(y, limit, rng)
+    mean, std = stats.moments(part)
+    row = {"act_mean": mean, "act_std": std, "act_hist": stats.histogram(part, bins)}
+    if kind in ZERO_TYPES:
+        row["act_zero"], row["act_dead"] = stats.zero_fraction(part), stats.dead_fraction(y)
+    saturated = stats.saturated_fraction(part, kind)
+    if saturated is not None:
+        row["act_saturated"] = saturated
+    return row
+
+
+def gradient_stats(dy, bins: int, rng, limit=SAMPLE) -> dict:
+    """Mean, standard deviation, RMS and histogram of dE/dy at a layer's output (from a sample of
+    ``limit`` entries)."""
+    part = stats.sample(dy, limit, rng)
+    mean, std = stats.moments(part)
+    return {"grad_mean": mean, "grad_std": std, "grad_rms": stats.rms(part),
+            "grad_hist": stats.histogram(part, bins)}
+
+
+def weight_stats(params, before) -> dict:
+    """‖ω‖, ‖dE/dω‖, RMS dE/dω over a layer's learnable parameters, and ‖Δω‖/‖ω‖ against the
+    values ``before`` the last step (None: not known)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    w = stats.flat_params(p.value for p in params)
+    g = stats.flat_params(grads)
+    row = {"w_norm": stats.norm(w), "w_grad_norm": stats.norm(g) if grads else None,
+           "w_grad_rms": stats.rms(g) if grads else None, "update_ratio": None}
+    if before is not None:
+        row["update_ratio"] = stats.update_ratio(before, [p.value for p in params])
+    return row
+
+
+def layer_rows(net, values, grads, before=None, *, bins=20, rng=None) -> list[dict]:
+    """One record per layer (losses excepted), in execution order: the statistics of its output,
+    of the gradient at its output, and of its weights. ``before``: {layer: [parameter arrays]}
+    as they were before the last step; ``rng`` draws the samples of large arrays."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    rows = []
+    for name in net.order():
+        node = net.nodes[name]
+        layer = node.layer
+        if layer.loss or node.output not in values:
+            continue
+        kind = type(layer).__name__
+        row = {"layer": name, "type": kind, **activation_stats(values[node.output], kind, bins, rng)}
+        if node.output in grads:
+            row.update(gradient_stats(grads[node.output], bins, rng))
+        params = _learnable(layer)
+        if params:
+            row.update(weight_stats(params, (before or {}).get(name)))
+        rows.append(row)
+    return rows
+
+
+def snapshot(net) -> dict:
+    """Copies of every layer's learnable parameter values, {layer: [arrays]}."""
+    return {name: [p.value.copy() for p in _learnable(layer)]
+            for name, layer in net.layers.items() if _learnable(layer)}
+
+
+class Monitor:
+    """A Trainer callback that monitors gradients and activations across layers and epochs.
+
+    - ``out_dir``: where ``monitor.jsonl`` goes (default: the trainer's ``out_dir``; None keeps
+      the records in ``records`` only).
+    - ``every``: K, monitor every K-th batch (default: ``per_epoch`` times per epoch).
+    - ``thresholds``: when a statistic becomes a warning (:class:`~convscope.debug.rules.Thresholds`).
+    - ``log``: where warnings are printed (default: the trainer's log); each (kind, layer) once.
+    - ``seed``: the monitor's own generator, which samples large arrays (the trainer's stays
+      untouched, so a monitored run trains exactly as an unmonitored one).
+
+    :attr:`seconds` is the time it spent: statistics, files and the NaN checks of every batch.
+    """
+
+    def __init__(self, out_dir=None, *, every=None, per_epoch=4, bins=20,
+                 thresholds=None, log=None, seed=0):
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.every, self.per_epoch, self.bins = every, per_epoch, bins
+        self.thresholds, self.log = thresholds or Thresholds(), log
+        self.rng = np.random.default_rng(seed)
+        self.records: list[dict] = []
+        self.warnings: list[dict] = []
+        self.step, self._seconds = 0, 0.0
+        self.probe: Probe | None = None
+        self._before = None
+        self._said: set = set()
+        self._trainer = None
+
+    # -- wiring --------------------------------------------------------------------------------
+    def attach(self, trainer) -> Monitor:
+        """Add the monitor to ``trainer``'s callbacks and start checking its network now."""
+        if self not in trainer.callbacks:
+            trainer.callbacks.append(self)
+        self._start(trainer)
+        return self
+
+    def on_fit_begin(self, trainer, info=None) -> None:
+        """Trainer hook before the first batch (see :meth:`attach`)."""
+        self._start(trainer)
+
+    def _start(self, trainer) -> None:
+        if self._trainer is trainer:
+            return
+        self._trainer = trainer
+        self.out_dir = self.out_dir or trainer.out_dir
+        self.log = self.log or trainer.log
+        batches = math.ceil(len(trainer.train_data[0]) / trainer.batch_size)
+        self.every = self.every or max(1, batches // self.per_epoch)
+        self.probe = Probe(trainer.net, on_failure=self._failure).install()
+        self.probe.where = f"epoch {trainer.epoch + 1}"
+        if self.path is not None and trainer.epoch == 0:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("", encoding="utf-8")
+
+    def detach(self) -> None:
+        """Stop checking the network (restores its own forward and backward)."""
+        if self.probe is not None:
+            self.probe.remove()
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / MONITOR_FILE
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def on_batch_end(self, trainer, info) -> None:
+        start = time.perf_counter()
+        self._start(trainer)
+        step, k = self.step, self.every
+        self.step += 1
+        self.probe.where = f"epoch {info['epoch'] + 1}"
+        if step % k == k - 1:
+            self._record(trainer, info, step)
+        self._before = snapshot(trainer.net) if (step + 1) % k == k - 1 else None
+        self._seconds += time.perf_counter() - start
+
+    @property
+    def seconds(self) -> float:
+        return self._seconds + (self.probe.seconds if self.probe is not None else 0.0)
+
+    def _record(self, trainer, info, step) -> None:
+        batches = math.ceil(len(trainer.train_data[0]) / trainer.batch_size)
+        head = {"step": step, "epoch": info["epoch"] + 1, "batch": info["batch"] + 1,
+                "t": info["epoch"] + (info["batch"] + 1) / batches,
+                "lr": trainer.optimizer.lr, "loss": info["loss"]}
+        rows = layer_rows(trainer.net, self.probe.values, self.probe.grads, self._before,
+                          bins=self.bins, rng=self.rng)
+        found = warnings_for(rows, self.thresholds)
+        for row in rows:
+            row["warnings"] = [w["message"] for w in found if w["layer"] == row["layer"]]
+        self._write([{**head, **row} for row in rows])
+        for w in found:
+            self._say(w, step)
+
+    def _say(self, warning, step) -> None:
+        self.warnings.append({**warning, "step": step})
+        key = (warning["kind"], warning["layer"])
+        if key not in self._said:
+            self._said.add(key)
+            self.log(f"warning: {warning['message']}")
+
+    def _failure(self, culprit) -> None:
+        layer = culprit.layer or culprit.variable
+        message = f"non-finite: {culprit.describe()}"
+        self._write([{"step": self.step, "layer": layer, "nonfinite": culprit.phase,
+                      "variable": culprit.variable, "warnings": [message]}])
+        self._say({"kind": "nonfinite", "layer": layer, "message": message}, self.step)
+        checkpoint = self.out_dir and self.out_dir / "checkpoint.safetensors"
+        if checkpoint and checkpoint.exists():
+            self.log(f"the last good checkpoint is {checkpoint}")
+
+    def _write(self, rows) -> None:
+        self.records += rows
+        if self.path is not None:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def read_monitor(path) -> list[dict]:
+    """The records of a ``monitor.jsonl`` file (a run folder or the file), in order."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MONITOR_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

@@ -1,0 +1,123 @@
+"""Where a NaN or an Inf first appears in a network, in the forward or in the backward pass.
+
+:func:`first_nonfinite_forward` walks the layers in execution order and names the first one whose
+output y holds a NaN or an Inf although its inputs x are finite; :func:`first_nonfinite_backward`
+walks them backwards and names the first one whose dE/dx (or dE/dω) is not finite although its
+dE/dy is. A :class:`Probe` wraps a network's ``forward`` and ``backward`` so that every pass is
+checked as it happens and the first non-finite value stops the run with a
+:class:`NonFiniteError` naming the layer, before the optimiser can write it into the weights.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from convscope.debug.stats import all_finite
+from convscope.errors import ConvscopeError
+
+
+class NonFiniteError(ConvscopeError, FloatingPointError):
+    """A NaN or Inf appeared: ``layer`` (None: the data), ``phase`` ('forward' or 'backward'),
+    ``variable`` (the variable or parameter that holds it)."""
+
+    def __init__(self, message, *, layer=None, phase=None, variable=None):
+        super().__init__(message)
+        self.layer, self.phase, self.variable = layer, phase, variable
+
+
+@dataclass
+class Culprit:
+    """The first layer that produced a non-finite value."""
+
+    layer: str | None
+    phase: str
+    variable: str
+
+    def describe(self) -> str:
+        if self.layer is None:
+            return f"the data fed as {self.variable!r} already holds NaN or Inf"
+        what = "its output" if self.phase == "forward" else "the gradient"
+        return (f"layer {self.layer!r} produced NaN or Inf in its {self.phase} pass "
+                f"({what} {self.variable!r}) from finite inputs")
+
+
+def first_nonfinite_forward(net, values) -> Culprit | None:
+    """The first layer, in execution order, whose output is not finite while its inputs are (the
+    labels may hold NaN: a missing keypoint is a NaN target that the L2 loss masks out)."""
+    for name, x in values.items():
+        if name in net.inputs and name != net.roles["label"] and not all_finite(x):
+            return Culprit(None, "forward", name)
+    for name in net.order():
+        node = net.nodes[name]
+        if node.output in values and not all_finite(values[node.output]):
+            return Culprit(name, "forward", node.output)
+    return None
+
+
+def first_nonfinite_backward(net, grads) -> Culprit | None:
+    """The first layer, from the loss back to the input, whose dE/dω or dE/dx is not finite while
+    its dE/dy is (``grads``: what :meth:`Network.backward` returned)."""
+    for name in reversed(net.order()):
+        node = net.nodes[name]
+        for pname, p in node.layer.params.items():
+            if p.grad is not None and not all_finite(p.grad):
+                return Culprit(name, "backward", f"{name}.{pname}")
+        for v in node.inputs:
+            if v in grads and not all_finite(grads[v]):
+                return Culprit(name, "backward", f"dE/d{v}")
+    return None
+
+
+class Probe:
+    """Checks every forward and backward pass of ``net`` for NaN and Inf.
+
+    ``install()`` shadows the network's ``forward`` and ``backward`` on this one instance (the
+    class is untouched; ``remove()`` restores them). The last forward values and backward
+    gradients stay in ``values`` and ``grads`` for the monitor. ``where`` (e.g. 'epoch 2, batch
+    7') is set by the caller to say when a failure happened; ``on_failure(culprit)`` is called
+    before the error is raised (the monitor records it). ``seconds``: the time spent checking.
+    """
+
+    def __init__(self, net, *, on_failure=None):
+        self.net = net
+        self.values: dict = {}
+        self.grads: dict = {}
+        self.where = ""
+        self.on_failure = on_failure
+        self.seconds = 0.0
+        self._forward = self._backward = None
+
+    def install(self) -> Probe:
+        if self._forward is None:
+            self._forward, self._backward = self.net.forward, self.net.backward
+            self.net.forward, self.net.backward = self.forward, self.backward
+        return self
+
+    def remove(self) -> None:
+        if self._forward is not None:
+            del self.net.forward, self.net.backward
+            self._forward = self._backward = None
+
+    def forward(self, feed, **kwargs):
+        self.values = self._forward(feed, **kwargs)
+        self._check(first_nonfinite_forward, self.values)
+        return self.values
+
+    def backward(self, losses):
+        self.grads = self._backward(losses)
+        self._check(first_nonfinite_backward, self.grads)
+        return self.grads
+
+    def _check(self, locate, arrays) -> None:
+        start = time.perf_counter()
+        culprit = locate(self.net, arrays)
+        self.seconds += time.perf_counter() - start
+        if culprit is None:
+            return
+        if self.on_failure is not None:
+            self.on_failure(culprit)
+        when = f"{self.where}: " if self.where else ""
+        raise NonFiniteError(f"{when}{culprit.describe()}; the run stops before the update, the "
+                             f"weights and the last checkpoint are the last good ones",
+                             layer=culprit.layer, phase=culprit.phase, variable=culprit.variable)

@@ -1,0 +1,110 @@
+"""Statistics of one array of a layer: what the monitor records per layer and per step.
+
+Every function takes a NumPy array (or anything ``np.asarray`` accepts) and returns plain Python
+numbers or lists, so that a record is JSON as it is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SATURATION = {"Sigmoid": (0.01, 0.99), "Tanh": (-0.99, 0.99)}
+"""The flat tails of the squashing activations: σ(x) ≤ 0.01 or ≥ 0.99, |tanh x| ≥ 0.99, where the
+derivative σ(1 − σ) or 1 − tanh² is below 0.01 and the gradient all but stops."""
+
+
+def sample(a, limit: int, rng) -> np.ndarray:
+    """At most ``limit`` entries of ``a`` drawn uniformly (with replacement) by ``rng``, as a flat
+    array; all of them when there are no more. Moments and histograms of a large activation are
+    estimated from such a sample, so that monitoring stays cheap."""
+    flat = np.asarray(a).reshape(-1)
+    if flat.size <= limit:
+        return flat
+    return flat[rng.integers(0, flat.size, limit)]
+
+
+def _float(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64).reshape(-1)
+
+
+def moments(a) -> tuple[float, float]:
+    """(mean, standard deviation) of all entries: μ = (1/n) Σ a_i, σ = √((1/n) Σ (a_i − μ)²)."""
+    a = _float(a)
+    return float(a.mean()), float(a.std())
+
+
+def norm(a) -> float:
+    """The Frobenius norm ‖a‖ = √(Σ a_i²)."""
+    a = _float(a)
+    return float(np.sqrt(np.sum(a * a)))
+
+
+def rms(a) -> float:
+    """The root mean square ‖a‖/√n: a layer's gradient on a scale that does not grow with its
+    size, so that layers of different sizes compare."""
+    a = _float(a)
+    return float(np.sqrt(np.mean(a * a))) if a.size else 0.0
+
+
+def zero_fraction(a) -> float:
+    """The fraction of entries exactly 0 (after a ReLU: the units that are off)."""
+    a = np.asarray(a)
+    return float(np.count_nonzero(a == 0) / a.size) if a.size else 0.0
+
+
+def dead_fraction(a) -> float:
+    """The fraction of units y_{i,j,d} that are 0 for every one of the N samples of the batch: a
+    ReLU unit that never fires passes no gradient, dE/dx = dE/dy · [x > 0] = 0 (a dead unit)."""
+    a = np.asarray(a)
+    if a.ndim < 2 or not a.size:
+        return 0.0
+    return float(np.mean(np.all(a.reshape(a.shape[0], -1) == 0, axis=0)))
+
+
+def saturated_fraction(a, kind: str) -> float | None:
+    """The fraction of outputs of a sigmoid or tanh layer in its flat tails (:data:`SATURATION`);
+    None for other layer types."""
+    if kind not in SATURATION:
+        return None
+    low, high = SATURATION[kind]
+    a = np.asarray(a)
+    return float(np.count_nonzero((a <= low) | (a >= high)) / a.size) if a.size else 0.0
+
+
+def histogram(a, bins: int = 20) -> dict:
+    """Counts of the finite entries in ``bins`` equal bins between their minimum and maximum:
+    ``{"counts": [...], "edges": [...]}`` (bins + 1 edges)."""
+    a = _float(a)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return {"counts": [0] * bins, "edges": [0.0] * (bins + 1)}
+    low, high = float(a.min()), float(a.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    counts, edges = np.histogram(a, bins=bins, range=(low, high))
+    return {"counts": counts.tolist(), "edges": edges.tolist()}
+
+
+def all_finite(a) -> bool:
+    """True when no entry is NaN or ±Inf. Cheap first: the sum of a finite array is finite unless
+    it overflows, and only then is every entry tested."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "fc":
+        return True
+    return math.isfinite(float(np.sum(a))) or bool(np.isfinite(a).all())
+
+
+def flat_params(params) -> np.ndarray:
+    """The values of ``params`` (an iterable of arrays) as one float64 vector ω."""
+    arrays = [_float(p) for p in params]
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def update_ratio(before, after) -> float | None:
+    """The update-to-weight ratio ‖Δω‖/‖ω‖ = ‖ω_after − ω_before‖/‖ω_before‖ of one SGD step (a
+    healthy step is about 1e-3); None when ‖ω‖ = 0."""
+    before, after = flat_params(before), flat_params(after)
+    scale = norm(before)
+    return norm(after - before) / scale if scale > 0 else None
