@@ -214,3 +214,26 @@ def test_every_layer_type_backward_in_a_chain_float64():
     rng = np.random.default_rng(4)
     errors = _params_check(net, rng.standard_normal((2, 3, 3, 2)), np.array([0, 2]), train=False)
     assert max(errors.values()) < 1e-6, errors
+
+
+def test_backward_from_two_weighted_losses_is_the_weighted_sum():
+    net = Network({"input": (6,), "label": (), "target": (2,)}, dtype=np.float64, seed=1)
+    net.add("fc", FullyConnected(4), "input")
+    net.add("scores", FullyConnected(3), "fc")
+    net.add("coords", FullyConnected(2), "fc")
+    net.add("ce", SoftmaxLogLoss(), ["scores", "label"])
+    net.add("mse", L2Loss(), ["coords", "target"])
+    rng = np.random.default_rng(0)
+    feed = {"input": rng.standard_normal((4, 6)), "label": np.array([0, 1, 2, 1]),
+            "target": rng.standard_normal((4, 2))}
+
+    def grad(losses):
+        net.forward(feed)
+        net.backward(losses)
+        return net.params()["fc.w"].grad.copy()
+
+    combined = grad({"ce": 0.3, "mse": 2.0})
+    np.testing.assert_allclose(combined, 0.3 * grad({"ce": 1.0}) + 2.0 * grad({"mse": 1.0}))
+    net.forward(feed)
+    net.backward({"ce": 1.0})
+    assert net.params()["coords.w"].grad is None      # no gradient reaches it
