@@ -1,9 +1,10 @@
 """Every op on PyTorch tensors equals the NumPy result, across the settings of the op tests.
 
-float64: relative error < 1e-10; float32: < 1e-5. Forward and backward, on the CPU here (the same
-code runs on CUDA tensors, checked on a GPU by benchmarks/gpu_check.py).
+float64: relative error < 1e-10; float32: < 1e-5. Forward and backward, on the CPU by default; set
+CONVSCOPE_TEST_DEVICE=cuda to run the same comparisons on CUDA tensors (benchmarks/gpu_check.sh).
 """
 
+import os
 import subprocess
 import sys
 
@@ -16,12 +17,17 @@ from torch_oracle import relative_error
 from convscope import ops
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
+DEVICE = os.environ.get("CONVSCOPE_TEST_DEVICE", "cpu")
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((2, 5, 4, 6))
 
 
 def _torch(a):
-    return torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+    return torch.from_numpy(np.ascontiguousarray(a)).to(DEVICE) if isinstance(a, np.ndarray) else a
+
+
+def _numpy(t):
+    return t.detach().cpu().numpy()
 
 
 def _flat(result):
@@ -41,7 +47,8 @@ def assert_backends_agree(forward, backward, inputs, dtype, **hyper):
     for ours, theirs in zip(_flat((y_np, g_np)), _flat((y_t, g_t)), strict=True):
         assert isinstance(theirs, torch.Tensor), type(theirs)
         assert theirs.dtype == torch.from_numpy(np.asarray(ours)).dtype
-        assert relative_error(theirs.numpy(), ours) < TOLERANCE[dtype]
+        assert theirs.device.type == DEVICE
+        assert relative_error(_numpy(theirs), ours) < TOLERANCE[dtype]
 
 
 DTYPES = [np.float64, np.float32]
@@ -101,7 +108,7 @@ def _tensor_hyper(hyper, dtype):
     """Array-valued hyper-parameters (moments, weights, masks) as tensors of the test's dtype."""
     def convert(v):
         if isinstance(v, np.ndarray):
-            return torch.from_numpy(v.astype(dtype) if v.dtype.kind == "f" else v)
+            return _torch(v.astype(dtype) if v.dtype.kind == "f" else v)
         if isinstance(v, tuple):
             return tuple(convert(a) for a in v)
         return v
@@ -130,9 +137,9 @@ def test_elementwise_ops_on_torch_equal_numpy(name, dtype):
 def test_dropout_on_torch_uses_the_same_mask_as_numpy():
     y_np, m_np = ops.dropout(X, rate=0.3, rng=np.random.default_rng(5))
     y_t, m_t = ops.dropout(_torch(X), rate=0.3, rng=np.random.default_rng(5))
-    assert np.array_equal(m_t.numpy(), m_np) and relative_error(y_t.numpy(), y_np) < 1e-15
+    assert np.array_equal(_numpy(m_t), m_np) and relative_error(_numpy(y_t), y_np) < 1e-15
     dx = ops.dropout_backward(_torch(X), m_t, rate=0.3)
-    assert relative_error(dx.numpy(), ops.dropout_backward(X, m_np, rate=0.3)) < 1e-15
+    assert relative_error(_numpy(dx), ops.dropout_backward(X, m_np, rate=0.3)) < 1e-15
 
 
 def test_convscope_imports_and_runs_without_torch():
