@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convscope.debug.netcheck import layer_gradcheck, network_gradcheck, worst
+from convscope.debug.netcheck import clone, layer_gradcheck, network_gradcheck, worst
 from convscope.errors import ConfigError
 from convscope.nn import Network
 from convscope.train import Trainer, make_optimizer
@@ -109,9 +109,7 @@ class Job:
 
     def fresh(self) -> Network:
         """A copy of the network with the same initial parameters."""
-        net = Network.from_config(self.net.to_config())
-        net.load_state_dict(self.net.state_dict())
-        return net
+        return clone(self.net)
 
     def subset(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n training samples drawn at random (seeded)."""

@@ -10,17 +10,30 @@ wrong derivative is pinned on the layer that computes it.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from convscope.debug.gradcheck import gradcheck
 from convscope.nn import Network
 
 
+def clone(net) -> Network:
+    """A copy of ``net``: the same layers (custom ones included) and parameter values, without a
+    :class:`~convscope.debug.probe.Probe` or the last pass's values."""
+    tape, net._tape = net._tape, None
+    try:
+        twin = copy.deepcopy(net)
+    finally:
+        net._tape = tape
+    for name in ("forward", "backward"):
+        twin.__dict__.pop(name, None)
+    return twin
+
+
 def float64_copy(net) -> Network:
-    """A float64 copy of ``net`` with the same architecture and parameter values."""
-    copy = Network.from_config(net.to_config())
-    copy.load_state_dict(net.state_dict())
-    return copy.astype(np.float64)
+    """A float64 :func:`clone` of ``net`` (for gradient checks)."""
+    return clone(net).astype(np.float64)
 
 
 def _bind(params, arrays) -> None:
