@@ -18,6 +18,7 @@ from convscope import ops
 
 TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 DEVICE = os.environ.get("CONVSCOPE_TEST_DEVICE", "cpu")
+torch.backends.cudnn.allow_tf32 = False  # float32 convolutions in full float32, as NumPy computes them
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((2, 5, 4, 6))
 
