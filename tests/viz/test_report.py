@@ -1,0 +1,38 @@
+"""The report renders from a real run folder and holds every figure, embedded."""
+
+import re
+
+import numpy as np
+
+from convscope.debug.doctor import Check, DoctorReport
+from convscope.viz import figures, write_report
+from convscope.viz.report import FIGURES
+
+
+def test_the_report_holds_every_figure_and_table(run_dir):
+    DoctorReport("tiny job", [Check("initial loss (λ = 0)", True, "2.41", "ln C", "-")],
+                 1.0, 0.01).save(run_dir / "doctor.json")
+    path = write_report(run_dir, samples=200)
+    text = path.read_text(encoding="utf-8")
+    assert path == run_dir / "report.html"
+    for name in FIGURES:
+        section = re.search(f'<section id="{name}">(.*?)</section>', text)
+        assert section and 'src="data:image/png;base64,' in section.group(1), name
+    assert "initial loss (λ = 0)" in text and 'id="diagnosis"' in text
+    assert "src=\"http" not in text and "<script" not in text  # self-contained
+    assert len(re.findall("data:image/png;base64,", text)) == len(FIGURES)
+
+
+def test_a_run_without_model_or_monitor_gets_notes_not_errors(tmp_path, run_dir):
+    (tmp_path / "metrics.csv").write_text((run_dir / "metrics.csv").read_text())
+    text = write_report(tmp_path).read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 2  # the curves and the activations
+    assert "no monitor.jsonl" in text and "no trained model" in text
+
+
+def test_keypoints_are_drawn_on_faces():
+    rng = np.random.default_rng(0)
+    faces = rng.random((3, 96, 96, 1))
+    true = rng.random((3, 15, 2)) * 96
+    fig = figures.keypoints(faces, true + 2, true)
+    assert len(fig.axes) >= 3 and len(fig.axes[0].collections) == 2
