@@ -237,3 +237,17 @@ def test_backward_from_two_weighted_losses_is_the_weighted_sum():
     net.forward(feed)
     net.backward({"ce": 1.0})
     assert net.params()["coords.w"].grad is None      # no gradient reaches it
+
+
+def test_backward_without_input_gradients_gives_the_same_parameter_gradients():
+    net = small_dag(np.float64, seed=2)
+    feed = {"input": np.random.default_rng(0).standard_normal((2, 8, 8, 2)),
+            "label": np.array([1, 2])}
+    net.forward(feed, train=True)
+    full = net.backward({"objective": 1.0})
+    grads = {k: p.grad for k, p in net.params(learnable_only=True).items()}
+    net.forward(feed, train=True)
+    lean = net.backward({"objective": 1.0}, input_grads=False)
+    assert "input" in full and "input" not in lean
+    for k, p in net.params(learnable_only=True).items():
+        assert np.array_equal(p.grad, grads[k]), k

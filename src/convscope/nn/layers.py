@@ -89,6 +89,8 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, xs, aux, dy):
+        """[dE/dx for each input] given dE/dy; sets each parameter's ``grad``. Layers on the data
+        (filters, fully connected) also take ``input_grad=False`` to skip a dE/dx nobody needs."""
         raise NotImplementedError
 
 
@@ -122,9 +124,9 @@ class _Filtered(Layer):
         return {k: v for k, v in self.hyper().items()
                 if k not in ("k", "d", "size", "bias", "init", "rate")}
 
-    def backward(self, xs, aux, dy):
+    def backward(self, xs, aux, dy, *, input_grad=True):
         dx, dw, db = self.op_backward(xs[0], self.value("w"), self.value("b"), dy,
-                                      **self._hyper_ops())
+                                      input_grad=input_grad, **self._hyper_ops())
         self.set_grads(w=dw, b=db)
         return [dx]
 
@@ -233,9 +235,9 @@ class DropConnect(FullyConnected):
             return super().forward(xs, train=train, rng=rng)
         return ops.dropconnect(xs[0], self.value("w"), self.value("b"), rate=self.rate, rng=rng)
 
-    def backward(self, xs, aux, dy):
+    def backward(self, xs, aux, dy, *, input_grad=True):
         if aux is None:
-            return super().backward(xs, aux, dy)
+            return super().backward(xs, aux, dy, input_grad=input_grad)
         dx, dw, db = ops.dropconnect_backward(xs[0], self.value("w"), self.value("b"), dy, aux,
                                               rate=self.rate)
         self.set_grads(w=dw, b=db)

@@ -20,6 +20,7 @@ feeds several layers, and leaves dE/dω in each parameter's ``grad``.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 
@@ -170,10 +171,12 @@ class Network:
                              f"{'×'.join(map(str, x.shape))}")
         return x.astype(self.dtype, copy=False) if self.inputs[name] else x
 
-    def backward(self, losses) -> dict:
+    def backward(self, losses, *, input_grads=True) -> dict:
         """Back-propagate from ``losses`` (``{variable: weight}`` or ``{variable: dE/dvariable}``)
         through the last forward pass. Sets each parameter's ``grad`` (None where no gradient
-        reaches) and returns dE/dv for every variable reached, network inputs included."""
+        reaches) and returns dE/dv for every variable reached, network inputs included unless
+        ``input_grads=False`` (training needs no dE/dx of the data, and a first convolution
+        then skips computing it)."""
         if self._tape is None:
             raise ConfigError("backward: call forward first")
         values, aux = self._tape["values"], self._tape["aux"]
@@ -186,10 +189,22 @@ class Network:
             if dy is None or name not in aux:
                 continue
             xs = [values[v] for v in node.inputs]
-            for v, dx in zip(node.inputs, node.layer.backward(xs, aux[name], dy), strict=True):
+            if not input_grads and all(v in self.inputs for v in node.inputs):
+                dxs = self._backward_on_data(node, xs, aux[name], dy)
+            else:
+                dxs = node.layer.backward(xs, aux[name], dy)
+            for v, dx in zip(node.inputs, dxs, strict=True):
                 if dx is not None:
                     grads[v] = dx if v not in grads else grads[v] + dx
         return grads
+
+    @staticmethod
+    def _backward_on_data(node, xs, aux, dy):
+        """A layer reading only network inputs: its parameter gradients, no dE/dx."""
+        if "input_grad" in inspect.signature(node.layer.backward).parameters:
+            return node.layer.backward(xs, aux, dy, input_grad=False)
+        node.layer.backward(xs, aux, dy)
+        return [None] * len(xs)
 
     def predict(self, x, *, batch_size=256, output=None) -> np.ndarray:
         """The ``prediction`` variable (or ``output``) in test mode, in batches of ``batch_size``."""

@@ -119,7 +119,7 @@ class Trainer:
             if self.augment is not None:
                 xb, yb = self.augment(xb, yb, self.rng)
             values = self.net.forward(self._feed(xb, yb), train=True, rng=self.rng)
-            self.net.backward({roles["objective"]: 1.0})
+            self.net.backward({roles["objective"]: 1.0}, input_grads=False)
             self.optimizer.step(params)
             loss = float(values[roles["objective"]])
             if not math.isfinite(loss):
