@@ -54,6 +54,7 @@ class DoctorReport:
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
     recommended_lr: float | None = None
+    run_dir: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -106,6 +107,7 @@ class Job:
     optimizer: dict
     batch_size: int
     rng: np.random.Generator
+    run_dir: Path | None = None
 
     def fresh(self) -> Network:
         """A copy of the network with the same initial parameters."""
@@ -150,7 +152,8 @@ def job_from_config(config=None, *, data_dir=None) -> Job:
     cfg = run.config
     name = f"{cfg['model']['name']} on {cfg['data']['name']} ({len(x)} images)"
     return Job(name, run.net, x, y, run.transforms.input, run.transforms.target,
-               dict(cfg["optimizer"]), cfg["batch_size"], np.random.default_rng(cfg["seed"]))
+               dict(cfg["optimizer"]), cfg["batch_size"], np.random.default_rng(cfg["seed"]),
+               run.out_dir)
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -312,7 +315,7 @@ def run_doctor(config=None, *, data_dir=None, log=print, steps=60) -> DoctorRepo
         job = job_from_config(config, data_dir=data_dir)
     except FileNotFoundError as e:
         raise ConfigError(f"doctor: {e}") from None
-    report = DoctorReport(job.name)
+    report = DoctorReport(job.name, run_dir=str(job.run_dir))
     checks = [check_initial_loss, check_regularisation, check_overfit, check_gradients,
               lambda j: check_lr_range(j, steps=steps)]
     for fn in checks:

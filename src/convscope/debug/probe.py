@@ -104,8 +104,8 @@ class Probe:
         self._check(first_nonfinite_forward, self.values)
         return self.values
 
-    def backward(self, losses):
-        self.grads = self._backward(losses)
+    def backward(self, losses, **kwargs):
+        self.grads = self._backward(losses, **kwargs)
         self._check(first_nonfinite_backward, self.grads)
         return self.grads
 
