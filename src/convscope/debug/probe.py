@@ -4,8 +4,11 @@
 output y holds a NaN or an Inf although its inputs x are finite; :func:`first_nonfinite_backward`
 walks them backwards and names the first one whose dE/dx (or dE/dω) is not finite although its
 dE/dy is. A :class:`Probe` wraps a network's ``forward`` and ``backward`` so that every pass is
-checked as it happens and the first non-finite value stops the run with a
+checked as it happens and the first non-finite value that matters stops the run with a
 :class:`NonFiniteError` naming the layer, before the optimiser can write it into the weights.
+Cheaply: each pass tests only what every NaN that matters must reach, the objective in the
+forward pass and the parameter gradients dE/dω in the backward pass (a NaN that a ReLU masks,
+max{0, NaN} = 0, reaches neither and harms nothing); only then is the network walked.
 """
 
 from __future__ import annotations
@@ -101,17 +104,25 @@ class Probe:
 
     def forward(self, feed, **kwargs):
         self.values = self._forward(feed, **kwargs)
-        self._check(first_nonfinite_forward, self.values)
+        roles = self.net.roles
+        ends = [self.values[v] for v in (roles["objective"], roles["prediction"])
+                if v in self.values][:1]
+        self._check(ends, first_nonfinite_forward, self.values)
         return self.values
 
     def backward(self, losses, **kwargs):
         self.grads = self._backward(losses, **kwargs)
-        self._check(first_nonfinite_backward, self.grads)
+        grads = [p.grad for p in self.net.params().values() if p.grad is not None]
+        self._check(grads, first_nonfinite_backward, self.grads)
         return self.grads
 
-    def _check(self, locate, arrays) -> None:
+    def _check(self, cheap, locate, arrays) -> None:
+        """Test the ``cheap`` arrays (the objective; the parameter gradients); only when one is
+        not finite, walk the network to ``locate`` the culprit."""
         start = time.perf_counter()
-        culprit = locate(self.net, arrays)
+        culprit = None
+        if not all(all_finite(a) for a in cheap):
+            culprit = locate(self.net, arrays)
         self.seconds += time.perf_counter() - start
         if culprit is None:
             return
