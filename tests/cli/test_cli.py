@@ -91,6 +91,7 @@ def test_summary_of_a_zoo_model_and_of_a_run(run_dir, capsys):
     (["summary", "lenet6"], "'lenet6' is neither a zoo model"),
     (["evaluate", "no/such/run"], "holds no trained model"),
     (["train", "no/such/config.yaml"], "cannot read config"),
+    (["data", "fetch", "nosuch"], "unknown data set 'nosuch'"),
 ])
 def test_errors_are_one_line_without_traceback(args, message, capsys):
     assert main(args) == 2

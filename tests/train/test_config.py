@@ -63,3 +63,9 @@ def test_committed_configs_are_valid():
     assert files
     for path in files:
         load_config(path)
+
+
+def test_the_main_job_config_file_is_the_default():
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.yaml"
+    assert load_config(path) == validate({})
