@@ -10,7 +10,7 @@ from convscope.data.preprocess import Standardize
 from convscope.train import Trainer, make_optimizer, make_schedule
 from convscope.train.datasets import load_split
 
-epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 8
+epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 train, test = load_split("mnist_subset", "train"), load_split("mnist_subset", "test")
 standardize = Standardize().fit(train.x)          # fitted on the training split only
 

@@ -24,7 +24,7 @@ main job: LeNet-5 on the bundled MNIST subset. The keys::
     lr_schedule: {type: cosine} # constant | step | inverse | exponential | linear | cosine |
                                 # a list per epoch; warmup: W epochs in any mapping
     momentum_schedule: null     # same forms, e.g. {type: linear, start: 0.9, end: 0.999}
-    epochs: 8
+    epochs: 10
     batch_size: 64
     early_stopping: null        # {patience: 5, monitor: val_objective}
     keep_best: true             # restore the best weights (by the monitor) at the end
@@ -55,7 +55,7 @@ DEFAULTS = {
     "optimizer": {"type": "momentum", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
     "lr_schedule": {"type": "cosine"},
     "momentum_schedule": None,
-    "epochs": 8,
+    "epochs": 10,
     "batch_size": 64,
     "early_stopping": None,
     "keep_best": True,
