@@ -1,7 +1,8 @@
 """The ``convscope`` command.
 
     convscope train [CONFIG] [--epochs N] [--batch-size B] [--lr X] [--out DIR] [--resume]
-    convscope evaluate RUN [--split SPLIT]
+                    [--name NAME] [--data-dir DIR]
+    convscope evaluate RUN [--split SPLIT] [--data-dir DIR]
     convscope predict RUN IMAGE...
     convscope summary MODEL            (a zoo name, a run folder or a saved .safetensors network)
     convscope data fetch NAME [--data-dir DIR]
@@ -26,14 +27,14 @@ def _train(args) -> None:
 
     config = load_config(args.config) if args.config else DEFAULTS
     config = override(config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      out=args.out, name=args.name)
+                      out=args.out, name=args.name, data_dir=args.data_dir)
     train(config, resume=args.resume)
 
 
 def _evaluate(args) -> None:
     from convscope.train.run import evaluate_run, format_result
 
-    metrics, n = evaluate_run(args.run, args.split)
+    metrics, n = evaluate_run(args.run, args.split, data_dir=args.data_dir)
     print(format_result(args.split or "test", metrics, n))
 
 
@@ -84,11 +85,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="parent folder of the run (default: runs)")
     t.add_argument("--name", help="run name (default: the config's)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    t.add_argument("--data-dir", help="data directory (overrides the config's data.data_dir)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="metrics of a trained run on its test split")
     e.add_argument("run", help="run folder (runs/NAME)")
     e.add_argument("--split", help="data split (default: the config's test split)")
+    e.add_argument("--data-dir", help="data directory (default: the run's)")
     e.set_defaults(func=_evaluate)
 
     r = sub.add_parser("predict", help="classify PNG/JPEG images with a trained run")

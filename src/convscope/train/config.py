@@ -161,7 +161,8 @@ def load_config(path) -> dict:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def override(config: dict, *, epochs=None, batch_size=None, lr=None, out=None, name=None) -> dict:
+def override(config: dict, *, epochs=None, batch_size=None, lr=None, out=None, name=None,
+             data_dir=None) -> dict:
     """``config`` with the command line's overrides applied, validated again."""
     config = copy.deepcopy(config)
     if epochs is not None:
@@ -174,6 +175,8 @@ def override(config: dict, *, epochs=None, batch_size=None, lr=None, out=None, n
         config["out"] = str(out)
     if name is not None:
         config["name"] = name
+    if data_dir is not None:
+        config["data"] = {**config["data"], "data_dir": str(data_dir)}
     return validate(config)
 
 

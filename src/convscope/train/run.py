@@ -233,12 +233,12 @@ def load_run(run_dir) -> tuple[Network, dict, Transforms]:
     return Network.load(run_dir / MODEL), config, Transforms.load(run_dir)
 
 
-def evaluate_run(run_dir, split=None) -> tuple[dict, int]:
+def evaluate_run(run_dir, split=None, *, data_dir=None) -> tuple[dict, int]:
     """Metrics of a finished run on its test split (or ``split``), and the split's size."""
     net, config, transforms = load_run(run_dir)
     data = config["data"]
-    ds = load_split(data["name"], split or data["test_split"], data_dir=data["data_dir"],
-                    **(data["options"] or {}))
+    ds = load_split(data["name"], split or data["test_split"],
+                    data_dir=data_dir or data["data_dir"], **(data["options"] or {}))
     return _evaluate(net, ds, transforms), len(ds.x)
 
 
