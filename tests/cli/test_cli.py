@@ -114,3 +114,18 @@ def test_the_bundled_subset_is_stratified():
     assert counts.sum() == 10_000
     assert np.abs(counts - full * 10_000 / 60_000).max() <= 1
     assert train.x.dtype == np.uint8 and train.x.shape[1:] == (28, 28, 1)
+
+
+def test_train_on_a_data_set_of_convscope_data(tmp_path, capsys):
+    from pathlib import Path
+    data_dir = Path(__file__).resolve().parents[3] / "shared" / "data"
+    if not (data_dir / "adrenalmnist3d_28.npz").exists():
+        pytest.skip("shared data not here")
+    config = {"name": "vol", "model": "convnet3d", "data": {"name": "adrenal3d", "limit": 64},
+              "optimizer": {"type": "adam", "lr": 0.001}, "epochs": 1, "batch_size": 32}
+    assert main(["train", _config(tmp_path, config), "--out", str(tmp_path), "--data-dir",
+                 str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "test error" in out and "top-5" not in out          # 2 classes
+    assert main(["evaluate", str(tmp_path / "vol")]) == 0
+    assert "N=" in capsys.readouterr().out
