@@ -1,11 +1,12 @@
 """The ``convscope`` command.
 
     convscope train [CONFIG] [--epochs N] [--batch-size B] [--lr X] [--out DIR] [--resume]
-                    [--name NAME] [--data-dir DIR]
+                    [--name NAME] [--data-dir DIR] [--no-report] [--tensorboard [LOGDIR]]
     convscope evaluate RUN [--split SPLIT] [--data-dir DIR]
     convscope predict RUN IMAGE...
     convscope summary MODEL            (a zoo name, a run folder or a saved .safetensors network)
     convscope data fetch NAME [--data-dir DIR]
+    convscope doctor [CONFIG] / convscope report RUN     (from convscope.viz.cli)
 
 With no CONFIG, ``convscope train`` trains LeNet-5 on the MNIST subset bundled with the package
 and prints the test error. Errors are printed as one line, never as a traceback.
@@ -28,7 +29,10 @@ def _train(args) -> None:
     config = load_config(args.config) if args.config else DEFAULTS
     config = override(config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       out=args.out, name=args.name, data_dir=args.data_dir)
-    train(config, resume=args.resume)
+    result = train(config, resume=args.resume)
+    from convscope.viz.cli import after_train
+
+    after_train(args, result["run_dir"])
 
 
 def _evaluate(args) -> None:
@@ -73,6 +77,8 @@ def _fetch(args) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``convscope`` command."""
+    from convscope.viz import cli as viz_cli
+
     p = argparse.ArgumentParser(prog="convscope", description="A ConvNet toolbox for imaging "
                                 "data: train, evaluate and inspect networks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -86,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="run name (default: the config's)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--data-dir", help="data directory (overrides the config's data.data_dir)")
+    viz_cli.add_train_options(t)
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="metrics of a trained run on its test split")
@@ -109,6 +116,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("name")
     f.add_argument("--data-dir", help="data directory (default: $CONVSCOPE_DATA or user cache)")
     f.set_defaults(func=_fetch)
+    viz_cli.add_subcommands(sub)           # doctor, report
     return p
 
 

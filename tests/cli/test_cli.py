@@ -36,7 +36,8 @@ def run_dir(tmp_path_factory):
 def test_train_writes_the_run_folder(run_dir, capsys):
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.yaml", "network.json", "summary.txt", "run.json", "metrics.csv",
-            "checkpoint.safetensors", "model.safetensors", "preprocess.safetensors"} <= names
+            "checkpoint.safetensors", "model.safetensors", "preprocess.safetensors",
+            "report.html"} <= names
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["epochs"] == 1 and config["data"]["limit"] == 1000
     assert (run_dir / "metrics.csv").read_text().count("\n") == 2
@@ -67,7 +68,7 @@ def test_predict_reads_png_files(run_dir, tmp_path, capsys):
 def test_resume_continues_from_the_checkpoint(run_dir, capsys):
     out_dir = str(run_dir.parent)
     assert main(["train", _config(run_dir.parent, TINY), "--out", out_dir, "--epochs", "2",
-                 "--resume"]) == 0
+                 "--resume", "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "resuming" in out and "after epoch 1" in out
     assert (run_dir / "metrics.csv").read_text().count("\n") == 3
@@ -124,7 +125,7 @@ def test_train_on_a_data_set_of_convscope_data(tmp_path, capsys):
     config = {"name": "vol", "model": "convnet3d", "data": {"name": "adrenal3d", "limit": 64},
               "optimizer": {"type": "adam", "lr": 0.001}, "epochs": 1, "batch_size": 32}
     assert main(["train", _config(tmp_path, config), "--out", str(tmp_path), "--data-dir",
-                 str(data_dir)]) == 0
+                 str(data_dir), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "test error" in out and "top-5" not in out          # 2 classes
     assert main(["evaluate", str(tmp_path / "vol")]) == 0

@@ -185,7 +185,7 @@ def train(config: dict, *, resume=False, progress=None, log=print) -> dict:
         f"({len(run.trainer.train_data[0])} images) for {run.config['epochs']} epochs → {out}")
     run.trainer.fit()
     run.net.save(out / MODEL)
-    result = {"seconds": time.perf_counter() - start}
+    result = {"seconds": time.perf_counter() - start, "run_dir": out}
     if run.test is not None:
         result.update(_evaluate(run.net, run.test, run.transforms))
         log(format_result("test", result, len(run.test.x)))
