@@ -119,14 +119,14 @@ class Trainer:
             if self.augment is not None:
                 xb, yb = self.augment(xb, yb, self.rng)
             values = self.net.forward(self._feed(xb, yb), train=True, rng=self.rng)
-            self.net.backward({roles["objective"]: 1.0}, input_grads=False)
-            self.optimizer.step(params)
             loss = float(values[roles["objective"]])
             if not math.isfinite(loss):
                 bar.close()
                 raise FloatingPointError(f"epoch {self.epoch + 1}, batch {b + 1}: the loss is "
-                                         f"{loss}; lower the learning rate (now "
-                                         f"{self.optimizer.lr:g})")
+                                         f"{loss} (the weights are those before this batch); "
+                                         f"lower the learning rate (now {self.optimizer.lr:g})")
+            self.net.backward({roles["objective"]: 1.0}, input_grads=False)
+            self.optimizer.step(params)
             meter.add(loss, values[roles["prediction"]], values[roles["label"]])
             bar.set_postfix_str(f"loss {meter.loss:.4f}", refresh=False)   # tqdm shows img/s
             bar.update(len(idx))
