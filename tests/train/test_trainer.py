@@ -151,3 +151,14 @@ def test_early_stopping_keeps_the_best_model():
     best = min(r["val_objective"] for r in rows)
     assert trainer.best == best
     assert trainer.evaluate(*_data(40, seed=2))["objective"] == pytest.approx(best, rel=1e-5)
+
+
+def test_a_diverging_run_stops_before_the_update_that_would_break_the_weights():
+    x, y = _data()
+    x = x * 100
+    trainer = Trainer(two_layer(), make_optimizer("sgd", lr=1e4), (x, y), epochs=3,
+                      batch_size=8, progress=False, log=lambda *_: None)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"), np.errstate(
+            over="ignore", invalid="ignore"):
+        trainer.fit()
+    assert all(np.isfinite(v).all() for v in trainer.net.state_dict().values())
