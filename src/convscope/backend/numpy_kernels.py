@@ -157,8 +157,11 @@ def _conv_backward_data_col2im(dy, w, x_shape, stride, pads, dilate, groups):
     padded = tuple(n + a + b for n, (a, b) in zip(x_shape[1:-1], pads))
     dxp = np.zeros((x_shape[0], *padded, x_shape[-1]), dtype=np.result_type(dy, w))
     for g, (dy_g, f_g) in enumerate(zip(per_group(dy, groups), filters_as_matrix(w, groups))):
-        per_tap = f_g.reshape(taps, d_g, -1).transpose(0, 2, 1)  # (H'W') × Kg × Dg
-        dcols = np.matmul(dy_g[None], per_tap).reshape(taps, x_shape[0], *out_spatial, d_g)
+        if d_g == 1:  # one product (H'W') × Kg · Kg × M; a batch of matrix-vector products is slow
+            dcols = f_g @ dy_g.T
+        else:
+            dcols = np.matmul(dy_g[None], f_g.reshape(taps, d_g, -1).transpose(0, 2, 1))
+        dcols = dcols.reshape(taps, x_shape[0], *out_spatial, d_g)
         scatter_add_windows(dxp[..., g * d_g : (g + 1) * d_g], dcols, out_spatial, kernel, stride, dilate)
     return _crop(dxp, pads, x_shape)
 
