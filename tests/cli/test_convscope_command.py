@@ -122,11 +122,12 @@ def test_train_on_a_data_set_of_convscope_data(tmp_path, capsys):
     data_dir = Path(__file__).resolve().parents[3] / "shared" / "data"
     if not (data_dir / "adrenalmnist3d_28.npz").exists():
         pytest.skip("shared data not here")
-    config = {"name": "vol", "model": "convnet3d", "data": {"name": "adrenal3d", "limit": 64},
+    config = {"name": "vol", "model": "convnet3d",
+              "data": {"name": "adrenal3d", "limit": 64, "test_split": "val"},
               "optimizer": {"type": "adam", "lr": 0.001}, "epochs": 1, "batch_size": 32}
     assert main(["train", _config(tmp_path, config), "--out", str(tmp_path), "--data-dir",
                  str(data_dir), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "test error" in out and "top-5" not in out          # 2 classes
     assert main(["evaluate", str(tmp_path / "vol")]) == 0
-    assert "N=" in capsys.readouterr().out
+    assert "N=98" in capsys.readouterr().out
