@@ -69,3 +69,18 @@ def test_the_main_job_config_file_is_the_default():
     from pathlib import Path
     path = Path(__file__).resolve().parents[2] / "configs" / "lenet5_mnist.yaml"
     assert load_config(path) == validate({})
+
+
+def test_freezing_and_parameter_factors_from_the_config():
+    from convscope.train.run import prepare
+    config = {"freeze": ["conv1"], "param_factors": {"fc3.b": {"lr_factor": 2.0}},
+              "data": {"limit": 10, "test_split": None}}
+    net = prepare(config, progress=False).net
+    assert net.params()["conv1.w"].frozen and not net.params()["conv2.w"].frozen
+    assert net.params()["fc3.b"].lr_factor == 2.0
+    with pytest.raises(ConfigError, match="'fc9.w'"):
+        prepare({**config, "param_factors": {"fc9.w": {"lr_factor": 2.0}}}, progress=False)
+    with pytest.raises(ConfigError, match="'param_factors.fc3.b.lr'"):
+        validate({"param_factors": {"fc3.b": {"lr": 2.0}}})
+    with pytest.raises(ConfigError, match="no layer named 'conv9'"):
+        prepare({**config, "freeze": ["conv9"]}, progress=False)

@@ -28,6 +28,8 @@ main job: LeNet-5 on the bundled MNIST subset. The keys::
     batch_size: 64
     early_stopping: null        # {patience: 5, monitor: val_objective}
     keep_best: true             # restore the best weights (by the monitor) at the end
+    freeze: []                  # layers whose parameters stay fixed (fine-tuning)
+    param_factors: {}           # per parameter, e.g. {conv1.b: {lr_factor: 2, decay_factor: 0}}
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ DEFAULTS = {
     "batch_size": 64,
     "early_stopping": None,
     "keep_best": True,
+    "freeze": [],
+    "param_factors": {},
 }
 DATA_KEYS = set(DEFAULTS["data"])
 EARLY_KEYS = {"patience", "monitor"}
@@ -138,6 +142,11 @@ def validate(config: dict) -> dict:
     make_augmentation(out["data"]["augment"])
     if out["data"]["limit"] is not None:
         _check_positive_int("data.limit", out["data"]["limit"])
+    if not isinstance(out["freeze"], list):
+        raise ConfigError(f"config: freeze must be a list of layer names, got {out['freeze']!r}")
+    for name, factors in _mapping("param_factors", out["param_factors"]).items():
+        _unknown(f"param_factors.{name}", _mapping(f"param_factors.{name}", factors),
+                 {"lr_factor", "decay_factor", "frozen"})
     if out["early_stopping"] is not None:
         _unknown("early_stopping", _mapping("early_stopping", out["early_stopping"]),
                  EARLY_KEYS)

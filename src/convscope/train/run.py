@@ -105,6 +105,17 @@ def _as_float32(x):
     return np.asarray(x, dtype=np.float32)
 
 
+def _set_param_factors(net, config) -> None:
+    """Apply the config's ``freeze`` (layer names) and ``param_factors`` (``layer.param``)."""
+    net.freeze(*config["freeze"])
+    params = net.params()
+    for name, factors in config["param_factors"].items():
+        if name not in params:
+            raise ConfigError(f"config: param_factors names {name!r}, which is not a parameter "
+                              f"of {config['model']['name']}; it has {', '.join(params)}")
+        params[name].set_factors(**factors)
+
+
 def _transforms(config, train: Split) -> Transforms:
     """The preprocessing fitted on the training split, and the target scaling."""
     pre = make_preprocessor(config["data"]["preprocess"])
@@ -131,6 +142,7 @@ def prepare(config: dict, *, progress=None, log=print) -> Run:
         val = (train.x[held], train.y[held])
         train = Split(train.x[keep], train.y[keep], train.names, train.description)
     net = zoo.create(config["model"]["name"], **_model_options(config, train))
+    _set_param_factors(net, config)
     transforms = _transforms(config, train)
     augment = make_augmentation(data["augment"], train.names if train.y.ndim == 3 else None)
     optimizer = make_optimizer(**config["optimizer"])
