@@ -16,7 +16,7 @@ from itertools import product
 
 import numpy as np
 
-from convscope.backend import workspace
+from convscope.backend import parallel, workspace
 
 
 def pad_spatial(x: np.ndarray, pads, name: str, fill: float = 0.0) -> np.ndarray:
@@ -88,6 +88,56 @@ def per_group(a: np.ndarray, groups: int) -> list[np.ndarray]:
 
 
 def conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
+    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), batch parts in parallel."""
+    return _stack_parts(lambda part: _conv_forward(x[part], w, stride, pads, dilate, groups, out_spatial),
+                        x.shape[0])
+
+
+def conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
+    """dE/df = Σ over the batch's parts of each part's colsᵀ · dy."""
+    partial = parallel.over_batch(
+        lambda part: _conv_backward_filter(x[part], dy[part], w_shape, stride, pads, dilate, groups),
+        x.shape[0],
+    )
+    return partial[0] if len(partial) == 1 else np.sum(partial, axis=0)
+
+
+def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
+    """dE/dx of the convolution, parts of the batch in parallel (see _conv_backward_data)."""
+    return _stack_parts(
+        lambda part: _conv_backward_data(dy[part], w, (len(range(x_shape[0])[part]), *x_shape[1:]),
+                                         stride, pads, dilate, groups),
+        x_shape[0],
+    )
+
+
+def max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
+    """Max pooling, parts of the batch in parallel (see _max_pool)."""
+    return _stack_parts(lambda part: _max_pool(x[part], kernel, stride, pads, out_spatial), x.shape[0])
+
+
+def max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
+    """Max pooling's dE/dx, parts of the batch in parallel (see _max_pool_backward)."""
+    return _stack_parts(lambda part: _max_pool_backward(x[part], dy[part], kernel, stride, pads), x.shape[0])
+
+
+def avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
+    """Average pooling, parts of the batch in parallel (see _avg_pool)."""
+    return _stack_parts(lambda part: _avg_pool(x[part], kernel, stride, pads, out_spatial), x.shape[0])
+
+
+def avg_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
+    """Average pooling's dE/dx, parts of the batch in parallel (see _avg_pool_backward)."""
+    return _stack_parts(lambda part: _avg_pool_backward(x[part], dy[part], kernel, stride, pads), x.shape[0])
+
+
+def _stack_parts(compute, n: int) -> np.ndarray:
+    """compute(part) for each part of the batch (in parallel), joined along N."""
+    results = parallel.over_batch(compute, n)
+    return results[0] if len(results) == 1 else np.concatenate(results)
+
+
+def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
     """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), one GEMM per group."""
     xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
     cols = im2col(xg, out_spatial, w.shape[:-2], stride, dilate, "conv.cols")
@@ -100,7 +150,7 @@ def conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
     return y
 
 
-def conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
+def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
     """dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d} = colsᵀ · dy."""
     xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
     cols = im2col(xg, dy.shape[1:-1], w_shape[:-2], stride, dilate, "conv.cols")
@@ -114,7 +164,7 @@ def _inner_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (b.T @ a).T if b.shape[1] > a.shape[1] else a.T @ b
 
 
-def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
+def _conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
     """dE/dx: the transpose of the convolution applied to dy.
 
     With stride 1 it is itself a convolution of dy, padded by dil·(H'−1) − P, with the filters
@@ -143,7 +193,7 @@ def _conv_backward_data_rotated(dy, w, x_shape, pads, dilate, groups):
     kernel = w.shape[:-2]
     full = tuple(d * (k - 1) for k, d in zip(kernel, dilate))
     dy_pads = tuple((e - a, e - b) for e, (a, b) in zip(full, pads))
-    return conv_forward(
+    return _conv_forward(
         dy, _rotated_filters(w, groups), (1,) * len(kernel), dy_pads, dilate, groups, x_shape[1:-1]
     )
 
@@ -184,7 +234,7 @@ def window_slices(out_spatial, kernel, stride):
         )
 
 
-def max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
+def _max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
     """y_{i,j,d} = max over the window of x, padded cells counting as −∞."""
     return _max_over_windows(pad_spatial(x, pads, "pool.pad", fill=-np.inf), kernel, stride, out_spatial)
 
@@ -198,7 +248,7 @@ def _max_over_windows(xp, kernel, stride, out_spatial):
     return y
 
 
-def max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
+def _max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
     """Routes dE/dy_{i,j,d} to the first maximum (row-major within the window) of its window."""
     out_spatial = dy.shape[1:-1]
     xp = pad_spatial(x, pads, "pool.pad", fill=-np.inf)
@@ -219,7 +269,7 @@ def max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
     return _crop(dxp, pads, x.shape)
 
 
-def avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
+def _avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
     """y_{i,j,d} = (1 / |window ∩ input|) Σ over the window of x: padded cells are not counted."""
     xp = pad_spatial(x, pads, "pool.pad")
     y = np.zeros((x.shape[0], *out_spatial, x.shape[-1]), dtype=x.dtype)
@@ -229,7 +279,7 @@ def avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
     return y
 
 
-def avg_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
+def _avg_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
     """dE/dx_{p,d} = Σ over the windows holding p of dE/dy_{i,j,d} / |window ∩ input|."""
     out_spatial = dy.shape[1:-1]
     share = dy / window_counts(x.shape[1:-1], kernel, stride, pads, out_spatial, dy.dtype)
