@@ -89,64 +89,78 @@ def per_group(a: np.ndarray, groups: int) -> list[np.ndarray]:
 
 def conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
     """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), batch parts in parallel."""
-    return _stack_parts(lambda part: _conv_forward(x[part], w, stride, pads, dilate, groups, out_spatial),
+    y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
+    parallel.over_batch(lambda p: _conv_forward(x[p], w, stride, pads, dilate, groups, out_spatial, y[p]),
                         x.shape[0])
+    return y
 
 
 def conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
     """dE/df = Σ over the batch's parts of each part's colsᵀ · dy."""
     partial = parallel.over_batch(
-        lambda part: _conv_backward_filter(x[part], dy[part], w_shape, stride, pads, dilate, groups),
-        x.shape[0],
+        lambda p: _conv_backward_filter(x[p], dy[p], w_shape, stride, pads, dilate, groups), x.shape[0]
     )
     return partial[0] if len(partial) == 1 else np.sum(partial, axis=0)
 
 
 def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
-    """dE/dx of the convolution, parts of the batch in parallel (see _conv_backward_data)."""
-    return _stack_parts(
-        lambda part: _conv_backward_data(dy[part], w, (len(range(x_shape[0])[part]), *x_shape[1:]),
-                                         stride, pads, dilate, groups),
-        x_shape[0],
-    )
+    """dE/dx of the convolution, batch parts in parallel (see _conv_backward_data)."""
+    def part(p, out):
+        out[...] = _conv_backward_data(dy[p], w, out.shape, stride, pads, dilate, groups)
+
+    return _fill_parts(part, x_shape, np.result_type(dy, w))
 
 
 def max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
-    """Max pooling, parts of the batch in parallel (see _max_pool)."""
-    return _stack_parts(lambda part: _max_pool(x[part], kernel, stride, pads, out_spatial), x.shape[0])
+    """Max pooling, batch parts in parallel (see _max_pool)."""
+    def part(p, out):
+        out[...] = _max_pool(x[p], kernel, stride, pads, out_spatial)
+
+    return _fill_parts(part, (x.shape[0], *out_spatial, x.shape[-1]), x.dtype)
 
 
 def max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
-    """Max pooling's dE/dx, parts of the batch in parallel (see _max_pool_backward)."""
-    return _stack_parts(lambda part: _max_pool_backward(x[part], dy[part], kernel, stride, pads), x.shape[0])
+    """Max pooling's dE/dx, batch parts in parallel (see _max_pool_backward)."""
+    def part(p, out):
+        out[...] = _max_pool_backward(x[p], dy[p], kernel, stride, pads)
+
+    return _fill_parts(part, x.shape, dy.dtype)
 
 
 def avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
-    """Average pooling, parts of the batch in parallel (see _avg_pool)."""
-    return _stack_parts(lambda part: _avg_pool(x[part], kernel, stride, pads, out_spatial), x.shape[0])
+    """Average pooling, batch parts in parallel (see _avg_pool)."""
+    def part(p, out):
+        out[...] = _avg_pool(x[p], kernel, stride, pads, out_spatial)
+
+    return _fill_parts(part, (x.shape[0], *out_spatial, x.shape[-1]), x.dtype)
 
 
 def avg_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
-    """Average pooling's dE/dx, parts of the batch in parallel (see _avg_pool_backward)."""
-    return _stack_parts(lambda part: _avg_pool_backward(x[part], dy[part], kernel, stride, pads), x.shape[0])
+    """Average pooling's dE/dx, batch parts in parallel (see _avg_pool_backward)."""
+    def part(p, out):
+        out[...] = _avg_pool_backward(x[p], dy[p], kernel, stride, pads)
+
+    return _fill_parts(part, x.shape, dy.dtype)
 
 
-def _stack_parts(compute, n: int) -> np.ndarray:
-    """compute(part) for each part of the batch (in parallel), joined along N."""
-    results = parallel.over_batch(compute, n)
-    return results[0] if len(results) == 1 else np.concatenate(results)
+def _fill_parts(compute, shape, dtype) -> np.ndarray:
+    """A new array of `shape` whose batch parts compute(part, out[part]) fill, in parallel."""
+    out = np.empty(shape, dtype=dtype)
+    parallel.over_batch(lambda p: compute(p, out[p]), shape[0])
+    return out
 
 
-def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
+def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None) -> np.ndarray:
     """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), one GEMM per group."""
     xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
     cols = im2col(xg, out_spatial, w.shape[:-2], stride, dilate, "conv.cols")
     filters = filters_as_matrix(w, groups)
+    y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), np.result_type(x, w)) if out is None else out
     if groups == 1:
-        return (cols[0] @ filters[0]).reshape(x.shape[0], *out_spatial, w.shape[-1])
-    y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
-    for out, c, f in zip(per_group(y, groups), cols, filters):
-        out[...] = c @ f
+        np.matmul(cols[0], filters[0], out=y.reshape(-1, w.shape[-1]))
+        return y
+    for part, c, f in zip(per_group(y, groups), cols, filters):
+        part[...] = c @ f
     return y
 
 

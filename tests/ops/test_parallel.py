@@ -1,0 +1,42 @@
+"""The NumPy kernels split a batch into parts run on threads: results equal the one-part ones."""
+
+import numpy as np
+import pytest
+from torch_oracle import relative_error
+
+from convscope import ops
+from convscope.backend import parallel
+
+RNG = np.random.default_rng(5)
+
+
+def _run_all(x, w, b, pool_x):
+    y = ops.conv(x, w, b, pad=1)
+    dy = RNG.standard_normal(y.shape)
+    grads = ops.conv_backward(x, w, b, dy, pad=1)
+    strided = ops.conv_backward(x, w, b, RNG.standard_normal(ops.conv(x, w, b, stride=2).shape), stride=2)
+    pools = []
+    for method in ("max", "avg"):
+        p = ops.pool(pool_x, kernel=3, stride=2, pad=1, method=method)
+        pools += [p, ops.pool_backward(pool_x, np.ones_like(p), kernel=3, stride=2, pad=1, method=method)]
+    return [y, *grads, *strided, *pools]
+
+
+@pytest.mark.parametrize("parts", [2, 3, 5])
+def test_batch_parts_on_threads_give_the_one_part_results(monkeypatch, parts):
+    x, w, b = RNG.standard_normal((37, 9, 8, 3)), RNG.standard_normal((3, 3, 3, 4)), RNG.standard_normal(4)
+    pool_x = RNG.permutation(37 * 9 * 8 * 3).reshape(37, 9, 8, 3) * 1e-2
+    monkeypatch.setattr(parallel, "thread_count", lambda: 1)
+    RNG.bit_generator.state = np.random.default_rng(9).bit_generator.state
+    serial = _run_all(x, w, b, pool_x)
+    monkeypatch.setattr(parallel, "thread_count", lambda: parts)
+    assert len(parallel.batch_parts(37)) == min(parts, 37 // parallel.MIN_PART)
+    RNG.bit_generator.state = np.random.default_rng(9).bit_generator.state
+    split = _run_all(x, w, b, pool_x)
+    for a, c in zip(serial, split, strict=True):
+        assert relative_error(c, a) < 1e-14
+
+
+def test_batch_parts_cover_the_batch_once():
+    parts = parallel.batch_parts(100)
+    assert sum(p.stop - p.start for p in parts) == 100 and parts[0].start == 0 and parts[-1].stop == 100
