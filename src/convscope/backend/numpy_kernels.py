@@ -51,8 +51,9 @@ def windows(xg: np.ndarray, out_spatial, kernel, stride, dilate) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(xg, shape, strides, writeable=False)
 
 
-def im2col(xg: np.ndarray, out_spatial, kernel, stride, dilate, name: str) -> list[np.ndarray]:
-    """The im2col matrix of each group, M × (H'W'Dg) with M = N·H''·W'', in (h, w, d) column order.
+def im2col(view: np.ndarray, name: str) -> list[np.ndarray]:
+    """The im2col matrix of each group of a window view, M × (H'W'Dg) with M = N·H''·W'', in (h, w, d)
+    column order.
 
     Columns live in the reusable buffer `name`. With several channels per group they are copied
     from the strided window view in one pass (contiguous channel runs). With one channel per group
@@ -60,17 +61,49 @@ def im2col(xg: np.ndarray, out_spatial, kernel, stride, dilate, name: str) -> li
     contiguous strided-slice copy per kernel offset, and handed out transposed (BLAS reads either
     layout): copying 5×5 windows of a 28×28×1 batch that way took 1.4 ms against 5.6 ms.
     """
-    view = windows(xg, out_spatial, kernel, stride, dilate)
-    groups, rows = view.shape[0], int(np.prod(view.shape[1 : 2 + len(out_spatial)]))
-    if xg.shape[-1] > 1:
-        cols = workspace.buffer(name, view.shape, xg.dtype)
+    spatial = (view.ndim - 3) // 2
+    groups, rows = view.shape[0], int(np.prod(view.shape[1 : 2 + spatial]))
+    if view.shape[-1] > 1:
+        cols = workspace.buffer(name, view.shape, view.dtype)
         np.copyto(cols, view)
         return list(cols.reshape(groups, rows, -1))
-    taps = int(np.prod(kernel))
-    cols = workspace.buffer(name, (groups, taps, *view.shape[1 : 2 + len(out_spatial)]), xg.dtype)
+    kernel = view.shape[2 + spatial : -1]
+    cols = workspace.buffer(name, (groups, int(np.prod(kernel)), *view.shape[1 : 2 + spatial]), view.dtype)
     for tap, offset in enumerate(product(*map(range, kernel))):
-        cols[:, tap] = view[(slice(None), slice(None), *((slice(None),) * len(out_spatial)), *offset, 0)]
-    return [c.reshape(taps, rows).T for c in cols]
+        cols[:, tap] = view[(slice(None), slice(None), *((slice(None),) * spatial), *offset, 0)]
+    return [c.reshape(cols.shape[1], rows).T for c in cols]
+
+
+BLOCK_FLOATS = 1 << 19  # im2col columns of one block: 2 MB of float32, still in cache when the product runs
+
+
+def blocks(batch: int, out_spatial, columns: int):
+    """Output blocks (n0, n1, i0, i1) whose im2col columns hold about BLOCK_FLOATS numbers.
+
+    A block is several whole samples (n0:n1, every output row) or a band i0:i1 of one sample's
+    output rows, so its part of an N×H''×W''×K array is contiguous. Working block by block, the
+    columns are still in cache when the product reads them (the CIFAR-10 net's conv2, forward and
+    backward, took 72 ms against 131 ms with one product over all N·H''·W'' rows; 1 MB and 4 MB
+    blocks measured a little slower than 2 MB).
+    """
+    rows = max(64, BLOCK_FLOATS // columns)
+    per_line = int(np.prod(out_spatial[1:], dtype=np.int64))
+    lines = out_spatial[0]
+    if lines * per_line <= rows:
+        step = rows // (lines * per_line)
+        for n0 in range(0, batch, step):
+            yield n0, min(batch, n0 + step), 0, lines
+        return
+    band = max(1, rows // per_line)
+    for n0 in range(batch):
+        for i0 in range(0, lines, band):
+            yield n0, n0 + 1, i0, min(lines, i0 + band)
+
+
+def block_of(a: np.ndarray, block) -> np.ndarray:
+    """The part of an N×H''×… array in a block."""
+    n0, n1, i0, i1 = block
+    return a[n0:n1, i0:i1]
 
 
 def filters_as_matrix(w: np.ndarray, groups: int) -> list[np.ndarray]:
@@ -151,25 +184,35 @@ def _fill_parts(compute, shape, dtype) -> np.ndarray:
 
 
 def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None) -> np.ndarray:
-    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), one GEMM per group."""
-    xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
-    cols = im2col(xg, out_spatial, w.shape[:-2], stride, dilate, "conv.cols")
+    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias): per block of output
+    rows, im2col then one GEMM per group."""
+    view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_spatial, w.shape[:-2],
+                   stride, dilate)
     filters = filters_as_matrix(w, groups)
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), np.result_type(x, w)) if out is None else out
-    if groups == 1:
-        np.matmul(cols[0], filters[0], out=y.reshape(-1, w.shape[-1]))
-        return y
-    for part, c, f in zip(per_group(y, groups), cols, filters):
-        part[...] = c @ f
+    for block in blocks(x.shape[0], out_spatial, filters[0].shape[0]):
+        cols = im2col(view[:, block[0] : block[1], block[2] : block[3]], "conv.cols")
+        y_block = block_of(y, block)
+        if groups == 1:
+            np.matmul(cols[0], filters[0], out=y_block.reshape(-1, w.shape[-1]))
+            continue
+        for part, c, f in zip(per_group(y_block, groups), cols, filters):
+            part[...] = c @ f
     return y
 
 
 def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
-    """dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d} = colsᵀ · dy."""
-    xg = grouped(pad_spatial(x, pads, "conv.pad"), groups)
-    cols = im2col(xg, dy.shape[1:-1], w_shape[:-2], stride, dilate, "conv.cols")
-    dw = [_inner_products(c, d) for c, d in zip(cols, per_group(dy, groups))]
-    return np.concatenate(dw, axis=1).reshape(w_shape)
+    """dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d} = Σ_blocks colsᵀ · dy."""
+    view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), dy.shape[1:-1], w_shape[:-2],
+                   stride, dilate)
+    columns = int(np.prod(w_shape[:-1]))
+    dw = np.zeros((columns, w_shape[-1]), dtype=np.result_type(x, dy))
+    k_g = w_shape[-1] // groups
+    for block in blocks(x.shape[0], dy.shape[1:-1], columns):
+        cols = im2col(view[:, block[0] : block[1], block[2] : block[3]], "conv.cols")
+        for g, (c, d) in enumerate(zip(cols, per_group(block_of(dy, block), groups))):
+            dw[:, g * k_g : (g + 1) * k_g] += _inner_products(c, d)
+    return dw.reshape(w_shape)
 
 
 def _inner_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
