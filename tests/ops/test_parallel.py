@@ -40,3 +40,26 @@ def test_batch_parts_on_threads_give_the_one_part_results(monkeypatch, parts):
 def test_batch_parts_cover_the_batch_once():
     parts = parallel.batch_parts(100)
     assert sum(p.stop - p.start for p in parts) == 100 and parts[0].start == 0 and parts[-1].stop == 100
+
+
+@pytest.mark.parametrize("block_floats", [1, 700])
+def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_floats):
+    """Convolution runs block by block (whole samples, or bands of one sample's output rows);
+    tiny blocks (bands of a few rows, several per sample) must give the one-block results."""
+    from convscope.backend import numpy_kernels
+
+    x, b = RNG.standard_normal((3, 20, 19, 2)), RNG.standard_normal(4)
+    settings = [
+        (RNG.standard_normal((3, 3, 2, 4)), {"pad": 1}),
+        (RNG.standard_normal((3, 2, 1, 4)), {"stride": 2, "groups": 2}),
+        (RNG.standard_normal((2, 3, 2, 4)), {"stride": (2, 1), "dilate": 2, "pad": (1, 0, 2, 1)}),
+    ]
+    for w, hyper in settings:
+        dy = RNG.standard_normal(ops.conv(x, w, b, **hyper).shape)
+        whole = [ops.conv(x, w, b, **hyper), *ops.conv_backward(x, w, b, dy, **hyper)]
+        monkeypatch.setattr(numpy_kernels, "BLOCK_FLOATS", block_floats)
+        assert len(list(numpy_kernels.blocks(3, dy.shape[1:-1], 9))) > 3
+        split = [ops.conv(x, w, b, **hyper), *ops.conv_backward(x, w, b, dy, **hyper)]
+        monkeypatch.undo()
+        for a, c in zip(whole, split, strict=True):
+            assert relative_error(c, a) < 1e-14

@@ -256,20 +256,24 @@ def _conv_backward_data_rotated(dy, w, x_shape, pads, dilate, groups):
 
 
 def _conv_backward_data_col2im(dy, w, x_shape, stride, pads, dilate, groups):
-    """dE/dx = col2im(dy · fᵀ): the column gradient, computed offset-major ((H'W') × M × Dg, one
-    product per kernel offset, so each offset's part is contiguous), is added back over the kernel
-    offsets."""
+    """dE/dx = col2im(dy · fᵀ), block by block: the column gradient of a block, computed offset-major
+    ((H'W') × M × Dg, one product per kernel offset, so each offset's part is contiguous), is added
+    back over the kernel offsets."""
     kernel, out_spatial = w.shape[:-2], dy.shape[1:-1]
     taps, d_g = int(np.prod(kernel)), x_shape[-1] // groups
     padded = tuple(n + a + b for n, (a, b) in zip(x_shape[1:-1], pads))
     dxp = np.zeros((x_shape[0], *padded, x_shape[-1]), dtype=np.result_type(dy, w))
-    for g, (dy_g, f_g) in enumerate(zip(per_group(dy, groups), filters_as_matrix(w, groups))):
-        if d_g == 1:  # one product (H'W') × Kg · Kg × M; a batch of matrix-vector products is slow
-            dcols = f_g @ dy_g.T
-        else:
-            dcols = np.matmul(dy_g[None], f_g.reshape(taps, d_g, -1).transpose(0, 2, 1))
-        dcols = dcols.reshape(taps, x_shape[0], *out_spatial, d_g)
-        scatter_add_windows(dxp[..., g * d_g : (g + 1) * d_g], dcols, out_spatial, kernel, stride, dilate)
+    filters = filters_as_matrix(w, groups)
+    for n0, n1, i0, i1 in blocks(x_shape[0], out_spatial, taps * d_g):
+        band = (i1 - i0, *out_spatial[1:])
+        target = dxp[n0:n1, i0 * stride[0] :]
+        for g, (dy_g, f_g) in enumerate(zip(per_group(dy[n0:n1, i0:i1], groups), filters)):
+            if d_g == 1:  # one product (H'W') × Kg · Kg × M; a batch of matrix-vector products is slow
+                dcols = f_g @ dy_g.T
+            else:
+                dcols = np.matmul(dy_g[None], f_g.reshape(taps, d_g, -1).transpose(0, 2, 1))
+            dcols = dcols.reshape(taps, n1 - n0, *band, d_g)
+            scatter_add_windows(target[..., g * d_g : (g + 1) * d_g], dcols, band, kernel, stride, dilate)
     return _crop(dxp, pads, x_shape)
 
 
