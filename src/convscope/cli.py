@@ -27,9 +27,12 @@ def _train(args) -> None:
     from convscope.train.run import train
 
     config = load_config(args.config) if args.config else DEFAULTS
+    from convscope.debug import Monitor
+
     config = override(config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                      out=args.out, name=args.name, data_dir=args.data_dir)
-    result = train(config, resume=args.resume)
+                      out=args.out, name=args.name, data_dir=args.data_dir, device=args.device,
+                      cuda_graph=args.cuda_graph)
+    result = train(config, resume=args.resume, callbacks=[Monitor()])
     from convscope.viz.cli import after_train
 
     after_train(args, result["run_dir"])
@@ -38,14 +41,14 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from convscope.train.run import evaluate_run, format_result
 
-    metrics, n = evaluate_run(args.run, args.split, data_dir=args.data_dir)
+    metrics, n = evaluate_run(args.run, args.split, data_dir=args.data_dir, device=args.device)
     print(format_result(args.split or "test", metrics, n))
 
 
 def _predict(args) -> None:
     from convscope.train.run import predict_images
 
-    for path, top in predict_images(args.run, args.images):
+    for path, top in predict_images(args.run, args.images, device=args.device):
         ranked = ", ".join(f"{name} {p:.3f}" for name, p in top)
         print(f"{path}: {top[0][0]}  ({ranked})")
 
@@ -75,6 +78,11 @@ def _fetch(args) -> None:
         print(f"{args.name}: {path}")
 
 
+def add_device_option(parser) -> None:
+    """--device: where the network runs (NumPy by default; PyTorch on the CPU or a CUDA GPU)."""
+    parser.add_argument("--device", help="numpy (default), cpu (PyTorch on the CPU), cuda or cuda:N")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``convscope`` command."""
     from convscope.viz import cli as viz_cli
@@ -92,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="run name (default: the config's)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--data-dir", help="data directory (overrides the config's data.data_dir)")
+    add_device_option(t)
+    t.add_argument("--cuda-graph", action="store_true",
+                   help="capture each training step as one CUDA graph (needs --device cuda)")
     viz_cli.add_train_options(t)
     t.set_defaults(func=_train)
 
@@ -99,11 +110,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder (runs/NAME)")
     e.add_argument("--split", help="data split (default: the config's test split)")
     e.add_argument("--data-dir", help="data directory (default: the run's)")
+    add_device_option(e)
     e.set_defaults(func=_evaluate)
 
     r = sub.add_parser("predict", help="classify PNG/JPEG images with a trained run")
     r.add_argument("run")
     r.add_argument("images", nargs="+")
+    add_device_option(r)
     r.set_defaults(func=_predict)
 
     s = sub.add_parser("summary", help="per-layer table: sizes, parameters, receptive fields")

@@ -13,6 +13,9 @@ axis, pads ((before, after), ...) per spatial axis.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -144,7 +147,13 @@ def avg_pool_backward(x, dy, kernel, stride, pads):
 
 
 def _counts(x, kernel, stride, pads, out_spatial):
-    import numpy as np
+    return _window_counts(tuple(x.shape[1:-1]), tuple(kernel), tuple(stride), tuple(pads),
+                          tuple(out_spatial), x.dtype, x.device)
 
-    counts = window_counts(tuple(x.shape[1:-1]), kernel, stride, pads, out_spatial, np.float64)
-    return torch.as_tensor(counts, dtype=x.dtype, device=x.device)
+
+@functools.lru_cache(maxsize=64)
+def _window_counts(in_spatial, kernel, stride, pads, out_spatial, dtype, device):
+    """The per-window cell counts as a tensor, made once per geometry: a host-to-device copy inside
+    every step would also stop the step from being captured as a CUDA graph."""
+    counts = window_counts(in_spatial, kernel, stride, pads, out_spatial, np.float64)
+    return torch.as_tensor(counts, dtype=dtype, device=device)

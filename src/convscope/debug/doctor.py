@@ -135,7 +135,7 @@ def _silent(*_):
     pass
 
 
-def job_from_config(config=None, *, data_dir=None) -> Job:
+def job_from_config(config=None, *, data_dir=None, device=None) -> Job:
     """The doctor's job for a run config (a dict, a YAML path, or None: the default job, LeNet-5
     on the bundled MNIST subset)."""
     from convscope.train.config import DEFAULTS, load_config
@@ -147,6 +147,8 @@ def job_from_config(config=None, *, data_dir=None) -> Job:
         config = load_config(config)
     if data_dir is not None:
         config = {**config, "data": {**config.get("data", {}), "data_dir": str(data_dir)}}
+    if device is not None:
+        config = {**config, "device": device, "cuda_graph": False}
     run = prepare(config, progress=False, log=_silent)
     x, y = run.trainer.train_data
     cfg = run.config
@@ -307,12 +309,12 @@ def check_lr_range(job: Job, steps=60) -> tuple[Check, float | None]:
     return check, lr
 
 
-def run_doctor(config=None, *, data_dir=None, log=print, steps=60) -> DoctorReport:
+def run_doctor(config=None, *, data_dir=None, log=print, steps=60, device=None) -> DoctorReport:
     """Run the five checks on ``config`` (None: the default job) and return the report; each
     check is logged as it finishes."""
     start = time.perf_counter()
     try:
-        job = job_from_config(config, data_dir=data_dir)
+        job = job_from_config(config, data_dir=data_dir, device=device)
     except FileNotFoundError as e:
         raise ConfigError(f"doctor: {e}") from None
     report = DoctorReport(job.name, run_dir=str(job.run_dir))

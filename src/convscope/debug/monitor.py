@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convscope.backend.devices import to_numpy
 from convscope.debug import stats
 from convscope.debug.probe import Probe
 from convscope.debug.rules import Thresholds, warnings_for
@@ -104,7 +105,7 @@ def layer_rows(net, values, grads, before=None, *, bins=20, rng=None) -> list[di
 
 def snapshot(net) -> dict:
     """Copies of every layer's learnable parameter values, {layer: [arrays]}."""
-    return {name: [p.value.copy() for p in _learnable(layer)]
+    return {name: [to_numpy(p.value).copy() for p in _learnable(layer)]
             for name, layer in net.layers.items() if _learnable(layer)}
 
 

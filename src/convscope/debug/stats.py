@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from convscope.backend.devices import to_numpy
+
 SATURATION = {"Sigmoid": (0.01, 0.99), "Tanh": (-0.99, 0.99)}
 """The flat tails of the squashing activations: σ(x) ≤ 0.01 or ≥ 0.99, |tanh x| ≥ 0.99, where the
 derivative σ(1 − σ) or 1 − tanh² is below 0.01 and the gradient all but stops."""
@@ -19,14 +21,14 @@ def sample(a, limit: int, rng) -> np.ndarray:
     """At most ``limit`` entries of ``a`` drawn uniformly (with replacement) by ``rng``, as a flat
     array; all of them when there are no more. Moments and histograms of a large activation are
     estimated from such a sample, so that monitoring stays cheap."""
-    flat = np.asarray(a).reshape(-1)
+    flat = to_numpy(a).reshape(-1)
     if flat.size <= limit:
         return flat
     return flat[rng.integers(0, flat.size, limit)]
 
 
 def _float(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float64).reshape(-1)
+    return to_numpy(a).astype(np.float64).reshape(-1)
 
 
 def moments(a) -> tuple[float, float]:
@@ -50,14 +52,14 @@ def rms(a) -> float:
 
 def zero_fraction(a) -> float:
     """The fraction of entries exactly 0 (after a ReLU: the units that are off)."""
-    a = np.asarray(a)
+    a = to_numpy(a)
     return float(np.count_nonzero(a == 0) / a.size) if a.size else 0.0
 
 
 def dead_fraction(a) -> float:
     """The fraction of units y_{i,j,d} that are 0 for every one of the N samples of the batch: a
     ReLU unit that never fires passes no gradient, dE/dx = dE/dy · [x > 0] = 0 (a dead unit)."""
-    a = np.asarray(a)
+    a = to_numpy(a)
     if a.ndim < 2 or not a.size:
         return 0.0
     return float(np.mean(np.all(a.reshape(a.shape[0], -1) == 0, axis=0)))
@@ -69,7 +71,7 @@ def saturated_fraction(a, kind: str) -> float | None:
     if kind not in SATURATION:
         return None
     low, high = SATURATION[kind]
-    a = np.asarray(a)
+    a = to_numpy(a)
     return float(np.count_nonzero((a <= low) | (a >= high)) / a.size) if a.size else 0.0
 
 
@@ -90,7 +92,7 @@ def histogram(a, bins: int = 20) -> dict:
 def all_finite(a) -> bool:
     """True when no entry is NaN or ±Inf. Cheap first: the sum of a finite array is finite unless
     it overflows, and only then is every entry tested."""
-    a = np.asarray(a)
+    a = to_numpy(a)
     if a.dtype.kind not in "fc":
         return True
     return math.isfinite(float(np.sum(a))) or bool(np.isfinite(a).all())

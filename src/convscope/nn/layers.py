@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from convscope import ops
+from convscope.backend import array_namespace, can_inspect_values
+from convscope.backend.devices import device_of, numpy_dtype, to_device
 from convscope.errors import ConfigError, ShapeError
 from convscope.nn.init import initialize
 from convscope.nn.parameter import Parameter
@@ -167,7 +169,7 @@ class Conv(_Filtered):
         return kernel, _tuple(self.stride, dims)
 
     def madds(self, in_shapes, out_shape):
-        return math.prod(out_shape[:-1]) * self.value("w").size
+        return math.prod(out_shape[:-1]) * math.prod(self.value("w").shape)
 
 
 @dataclass(eq=False)
@@ -194,7 +196,7 @@ class ConvTranspose(_Filtered):
                    dtype)
 
     def madds(self, in_shapes, out_shape):
-        return math.prod(in_shapes[0][:-1]) * self.value("w").size
+        return math.prod(in_shapes[0][:-1]) * math.prod(self.value("w").shape)
 
 
 @dataclass(eq=False)
@@ -219,7 +221,7 @@ class FullyConnected(_Filtered):
         return (tuple(in_shape[:-1]), (1,) * (len(in_shape) - 1)) if len(in_shape) > 1 else None
 
     def madds(self, in_shapes, out_shape):
-        return self.value("w").size
+        return math.prod(self.value("w").shape)
 
 
 @dataclass(eq=False)
@@ -488,7 +490,9 @@ class SoftmaxLogLoss(_Loss):
         return ()
 
     def _w(self, x):
-        return None if self.weights is None else np.asarray(self.weights, dtype=x.dtype)
+        if self.weights is None:
+            return None
+        return to_device(np.asarray(self.weights), device_of(x), numpy_dtype(x))
 
     def forward(self, xs, *, train, rng):
         x, labels = xs
@@ -517,9 +521,12 @@ class L2Loss(_Loss):
     @staticmethod
     def _target(x, target):
         """The target shaped as x, NaN replaced by 0, and the mask of known values (None: all)."""
+        xp = array_namespace(x)
         t = target.reshape(x.shape)
-        mask = ~np.isnan(t)
-        return np.where(mask, t, 0).astype(x.dtype), None if mask.all() else mask
+        mask = ~xp.isnan(t)
+        known = xp.astype(xp.where(mask, t, xp.zeros_like(t)), x.dtype)
+        # while a CUDA graph is captured, values cannot be read: the mask is then always applied
+        return known, None if can_inspect_values(t) and bool(xp.all(mask)) else mask
 
     def forward(self, xs, *, train, rng):
         t, mask = self._target(*xs)

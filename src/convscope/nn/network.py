@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convscope.backend.devices import NUMPY, check_device, to_device, to_numpy
 from convscope.errors import ConfigError, ConvscopeError, ShapeError
 from convscope.nn.layers import Layer, make_layer, shape_str
 from convscope.nn.parameter import Parameter
@@ -56,6 +57,7 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.roles = {**DEFAULT_ROLES, **(roles or {})}
+        self.device = NUMPY
         self.nodes: dict[str, Node] = {}
         self.shapes: dict[str, tuple[int, ...]] = dict(self.inputs)
         self._order: list[str] = []
@@ -165,11 +167,13 @@ class Network:
         if name not in self.inputs:
             raise ConfigError(f"feed: {name!r} is not a network input; inputs are "
                               f"{list(self.inputs)}")
-        x = np.asarray(x)
+        if not hasattr(x, "shape"):
+            x = np.asarray(x)
         if tuple(x.shape[1:]) != self.inputs[name]:
             raise ShapeError(f"input {name!r} expects N×{shape_str(self.inputs[name])}, got "
                              f"{'×'.join(map(str, x.shape))}")
-        return x.astype(self.dtype, copy=False) if self.inputs[name] else x
+        floating = self.inputs[name] or "float" in str(x.dtype)
+        return to_device(x, self.device, self.dtype if floating else None)
 
     def backward(self, losses, *, input_grads=True) -> dict:
         """Back-propagate from ``losses`` (``{variable: weight}`` or ``{variable: dE/dvariable}``)
@@ -180,7 +184,7 @@ class Network:
         if self._tape is None:
             raise ConfigError("backward: call forward first")
         values, aux = self._tape["values"], self._tape["aux"]
-        grads = {v: np.asarray(w, dtype=self.dtype) for v, w in losses.items()}
+        grads = {v: self._loss_weight(w) for v, w in losses.items()}
         for p in self.params().values():
             p.grad = None
         for name in reversed(self.order()):
@@ -198,6 +202,12 @@ class Network:
                     grads[v] = dx if v not in grads else grads[v] + dx
         return grads
 
+    def _loss_weight(self, w):
+        """A loss weight (a scalar dE/dE_i) or a dE/dv array, on the network's device."""
+        if np.ndim(w) == 0 and not hasattr(w, "device"):
+            return np.asarray(w, dtype=self.dtype) if self.device == NUMPY else float(w)
+        return to_device(w, self.device, self.dtype)
+
     @staticmethod
     def _backward_on_data(node, xs, aux, dy):
         """A layer reading only network inputs: its parameter gradients, no dE/dx."""
@@ -209,21 +219,33 @@ class Network:
     def predict(self, x, *, batch_size=256, output=None) -> np.ndarray:
         """The ``prediction`` variable (or ``output``) in test mode, in batches of ``batch_size``."""
         output = output or self.roles["prediction"]
-        parts = [self.forward({self.roles["input"]: x[i:i + batch_size]})[output]
+        parts = [to_numpy(self.forward({self.roles["input"]: x[i:i + batch_size]})[output])
                  for i in range(0, len(x), batch_size)]
         return np.concatenate(parts)
+
+    def to(self, device) -> Network:
+        """Move every parameter to ``device``: 'numpy' (the default), 'cpu' (PyTorch tensors on the
+        CPU), 'cuda' or 'cuda:N'. The ops then run on that backend; feeds are moved there batch by
+        batch. Returns self."""
+        self.device = check_device(device)
+        for p in self.params().values():
+            p.value = to_device(p.value, self.device, self.dtype)
+            p.grad = None
+        self._tape = None
+        return self
 
     # -- state and files ---------------------------------------------------------------------
     def astype(self, dtype) -> Network:
         """Convert every parameter to ``dtype`` (float64 for gradient checks); returns self."""
         self.dtype = np.dtype(dtype)
         for p in self.params().values():
-            p.value = p.value.astype(self.dtype)
+            p.value = to_device(p.value, self.device, self.dtype)
         return self
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter array (running moments included) by ``"layer.param"``."""
-        return {name: p.value for name, p in self.params().items()}
+        """Every parameter array (running moments included) by ``"layer.param"``, as NumPy arrays
+        whatever the device (on 'numpy' the live arrays themselves)."""
+        return {name: to_numpy(p.value) for name, p in self.params().items()}
 
     def load_state_dict(self, arrays) -> None:
         """Copy arrays into the parameters; names and shapes must match exactly."""
@@ -234,11 +256,14 @@ class Network:
             raise ConfigError(f"parameters do not match the network: missing {missing}, "
                               f"unexpected {extra}")
         for name, p in params.items():
-            a = np.asarray(arrays[name])
-            if a.shape != p.value.shape:
+            a = to_numpy(arrays[name])
+            if a.shape != tuple(p.value.shape):
                 raise ShapeError(f"parameter {name!r}: expected {shape_str(p.value.shape)}, "
                                  f"got {shape_str(a.shape)}")
-            p.value = a.astype(self.dtype, copy=True)
+            if self.device == NUMPY:
+                p.value = a.astype(self.dtype, copy=True)
+            else:  # in place: a captured CUDA graph keeps reading the same tensors
+                p.value.copy_(to_device(a, self.device, self.dtype))
 
     def to_config(self) -> dict:
         """The architecture as a JSON-able dict (no parameter values)."""

@@ -8,6 +8,8 @@ a layer with kernel H' and stride S gives r' = r + (H' − 1)·s and s' = s·S; 
 
 from __future__ import annotations
 
+import math
+
 from convscope.nn.layers import shape_str
 
 
@@ -46,7 +48,7 @@ def summary_rows(net) -> list[dict]:
             "layer": name,
             "type": type(node.layer).__name__,
             "output": shape_str(out),
-            "params": sum(p.value.size for p in node.layer.params.values() if p.trainable),
+            "params": sum(math.prod(p.value.shape) for p in node.layer.params.values() if p.trainable),
             "rf": "×".join(map(str, g[0])) if g else "",
             "stride": "×".join(map(str, g[1])) if g else "",
             "madds": node.layer.madds(in_shapes, out),

@@ -63,6 +63,8 @@ DEFAULTS = {
     "keep_best": True,
     "freeze": [],
     "param_factors": {},
+    "device": "numpy",
+    "cuda_graph": False,
 }
 DATA_KEYS = set(DEFAULTS["data"])
 EARLY_KEYS = {"patience", "monitor"}
@@ -147,6 +149,14 @@ def validate(config: dict) -> dict:
     for name, factors in _mapping("param_factors", out["param_factors"]).items():
         _unknown(f"param_factors.{name}", _mapping(f"param_factors.{name}", factors),
                  {"lr_factor", "decay_factor", "frozen"})
+    if not isinstance(out["device"], str) or not (
+            out["device"] in ("numpy", "cpu") or out["device"].startswith("cuda")):
+        raise ConfigError(f"config: device must be 'numpy', 'cpu', 'cuda' or 'cuda:N', "
+                          f"got {out['device']!r}")
+    if not isinstance(out["cuda_graph"], bool):
+        raise ConfigError(f"config: cuda_graph must be true or false, got {out['cuda_graph']!r}")
+    if out["cuda_graph"] and not out["device"].startswith("cuda"):
+        raise ConfigError(f"config: cuda_graph needs a CUDA device, not {out['device']!r}")
     if out["early_stopping"] is not None:
         _unknown("early_stopping", _mapping("early_stopping", out["early_stopping"]),
                  EARLY_KEYS)
@@ -171,7 +181,7 @@ def load_config(path) -> dict:
 
 
 def override(config: dict, *, epochs=None, batch_size=None, lr=None, out=None, name=None,
-             data_dir=None) -> dict:
+             data_dir=None, device=None, cuda_graph=None) -> dict:
     """``config`` with the command line's overrides applied, validated again."""
     config = copy.deepcopy(config)
     if epochs is not None:
@@ -186,6 +196,10 @@ def override(config: dict, *, epochs=None, batch_size=None, lr=None, out=None, n
         config["name"] = name
     if data_dir is not None:
         config["data"] = {**config["data"], "data_dir": str(data_dir)}
+    if device is not None:
+        config["device"] = device
+    if cuda_graph:
+        config["cuda_graph"] = True
     return validate(config)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.backend.devices import to_numpy
+
 
 def scores(prediction) -> np.ndarray:
     """The N×C class scores of a prediction (N×C, or N×1×1×C from a fully connected layer)."""
@@ -42,6 +44,7 @@ class Meter:
         self.sums = {"loss": 0.0, "top1err": 0.0, "top5err": 0.0, "se": 0.0, "known": 0}
 
     def add(self, loss, prediction, target) -> None:
+        loss, prediction, target = float(loss), to_numpy(prediction), to_numpy(target)
         n = len(prediction)
         self.n += n
         self.sums["loss"] += float(loss) * n

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from convscope.backend import array_namespace
+from convscope.backend.devices import device_of, to_device, to_numpy
 from convscope.errors import ConfigError
 
 
@@ -43,7 +45,10 @@ class Optimizer:
                 grad = grad + (self.weight_decay * p.decay_factor) * p.value
             slots = self.state.get(name)
             if slots is None:
-                slots = self.state[name] = {s: np.zeros_like(p.value) for s in self.slots}
+                zeros = array_namespace(p.value).zeros_like
+                slots = self.state[name] = {s: zeros(p.value) for s in self.slots}
+            elif self.slots and device_of(slots[self.slots[0]]) != device_of(p.value):
+                slots = self.state[name] = {s: to_device(a, device_of(p.value)) for s, a in slots.items()}
             p.value += self.update(grad, slots, self.lr * p.lr_factor)
 
     def update(self, grad, slots, lr):
@@ -54,7 +59,7 @@ class Optimizer:
         """The regularisation term (λ/2) Σ c_λ ‖ω‖² of the objective."""
         if not self.weight_decay:
             return 0.0
-        total = sum(p.decay_factor * float(np.vdot(p.value, p.value))
+        total = sum(p.decay_factor * float((p.value * p.value).sum())
                     for p in params.values() if p.trainable and p.decay_factor)
         return 0.5 * self.weight_decay * total
 
@@ -63,8 +68,8 @@ class Optimizer:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "t": self.t}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The state as flat ``{"param/slot": array}`` (for safetensors)."""
-        return {f"{name}/{slot}": a for name, slots in self.state.items()
+        """The state as flat ``{"param/slot": NumPy array}`` (for safetensors, on any device)."""
+        return {f"{name}/{slot}": to_numpy(a) for name, slots in self.state.items()
                 for slot, a in slots.items()}
 
     def load_state_arrays(self, arrays, hyper) -> None:
@@ -142,7 +147,7 @@ class Adam(Optimizer):
         s += (1 - self.beta2) * grad * grad
         m_hat = m / (1 - self.beta1 ** self.t)
         s_hat = s / (1 - self.beta2 ** self.t)
-        return -lr * m_hat / (np.sqrt(s_hat) + self.eps)
+        return -lr * m_hat / (array_namespace(s_hat).sqrt(s_hat) + self.eps)
 
 
 class RMSProp(Optimizer):
@@ -161,7 +166,7 @@ class RMSProp(Optimizer):
         s = slots["s"]
         s *= self.rho
         s += (1 - self.rho) * grad * grad
-        return -lr * grad / (np.sqrt(s) + self.eps)
+        return -lr * grad / (array_namespace(s).sqrt(s) + self.eps)
 
 
 class AdaGrad(Optimizer):
@@ -179,7 +184,7 @@ class AdaGrad(Optimizer):
     def update(self, grad, slots, lr):
         s = slots["s"]
         s += grad * grad
-        return -lr * grad / (np.sqrt(s) + self.eps)
+        return -lr * grad / (array_namespace(s).sqrt(s) + self.eps)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam,

@@ -125,7 +125,7 @@ def _transforms(config, train: Split) -> Transforms:
     return Transforms(pre, target, list(train.names))
 
 
-def prepare(config: dict, *, progress=None, log=print) -> Run:
+def prepare(config: dict, *, progress=None, log=print, callbacks=()) -> Run:
     """Load the data, build the model and the trainer for ``config`` (validated here)."""
     config = validate(config)
     data = config["data"]
@@ -143,6 +143,7 @@ def prepare(config: dict, *, progress=None, log=print) -> Run:
         train = Split(train.x[keep], train.y[keep], train.names, train.description)
     net = zoo.create(config["model"]["name"], **_model_options(config, train))
     _set_param_factors(net, config)
+    net.to(config["device"])
     transforms = _transforms(config, train)
     augment = make_augmentation(data["augment"], train.names if train.y.ndim == 3 else None)
     optimizer = make_optimizer(**config["optimizer"])
@@ -166,7 +167,8 @@ def prepare(config: dict, *, progress=None, log=print) -> Run:
                       target_scale=transforms.scale, augment=augment,
                       out_dir=out_dir, patience=early.get("patience"),
                       monitor=early.get("monitor"), keep_best=config["keep_best"],
-                      progress=progress, log=log)
+                      progress=progress, log=log, callbacks=list(callbacks),
+                      cuda_graph=config["cuda_graph"])
     return Run(out_dir, config, net, trainer, test, transforms)
 
 
@@ -174,10 +176,11 @@ def _write_text(path, text) -> None:
     atomic_write(path, text.encode("utf-8"))
 
 
-def train(config: dict, *, resume=False, progress=None, log=print) -> dict:
-    """Run ``config`` (or continue it with ``resume``) and return the test metrics."""
+def train(config: dict, *, resume=False, progress=None, log=print, callbacks=()) -> dict:
+    """Run ``config`` (or continue it with ``resume``) and return the test metrics. ``callbacks``
+    go to the :class:`Trainer` (e.g. :class:`convscope.debug.Monitor`)."""
     start = time.perf_counter()
-    run = prepare(config, progress=progress, log=log)
+    run = prepare(config, progress=progress, log=log, callbacks=callbacks)
     out = run.out_dir
     if resume and (out / CHECKPOINT).exists():
         _check_same_run(out, run.config)
@@ -245,22 +248,26 @@ def load_run(run_dir) -> tuple[Network, dict, Transforms]:
     return Network.load(run_dir / MODEL), config, Transforms.load(run_dir)
 
 
-def evaluate_run(run_dir, split=None, *, data_dir=None) -> tuple[dict, int]:
-    """Metrics of a finished run on its test split (or ``split``), and the split's size."""
+def evaluate_run(run_dir, split=None, *, data_dir=None, device=None) -> tuple[dict, int]:
+    """Metrics of a finished run on its test split (or ``split``), and the split's size, with the
+    network on ``device`` (default: NumPy)."""
     net, config, transforms = load_run(run_dir)
+    net.to(device or "numpy")
     data = config["data"]
     ds = load_split(data["name"], split or data["test_split"],
                     data_dir=data_dir or data["data_dir"], **(data["options"] or {}))
     return _evaluate(net, ds, transforms), len(ds.x)
 
 
-def predict_images(run_dir, paths) -> list[tuple[str, list[tuple[str, float]]]]:
-    """For each image file, its top classes with probabilities (the prediction's softmax)."""
+def predict_images(run_dir, paths, *, device=None) -> list[tuple[str, list[tuple[str, float]]]]:
+    """For each image file, its top classes with probabilities (the prediction's softmax), with the
+    network on ``device`` (default: NumPy)."""
     from PIL import Image, UnidentifiedImageError
 
     from convscope import ops
 
     net, _, transforms = load_run(run_dir)
+    net.to(device or "numpy")
     shape = net.inputs[net.roles["input"]]
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise ConfigError(f"predict works on gray or RGB images; this network takes "

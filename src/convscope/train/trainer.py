@@ -28,6 +28,7 @@ from convscope.nn.files import atomic_write
 from convscope.train.checkpoint import load_checkpoint, save_checkpoint
 from convscope.train.metrics import Meter
 from convscope.train.schedules import Constant
+from convscope.train.step import CudaGraphStep
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -59,7 +60,8 @@ class Trainer:
     def __init__(self, net, optimizer, train, *, val=None, epochs=10, batch_size=64, seed=0,
                  lr_schedule=None, momentum_schedule=None, transform=None,
                  target_transform=None, target_scale=1.0, augment=None, out_dir=None, patience=None,
-                 monitor=None, keep_best=True, callbacks=(), progress=None, log=None):
+                 monitor=None, keep_best=True, callbacks=(), progress=None, log=None,
+                 cuda_graph=False):
         self.net, self.optimizer = net, optimizer
         self.train_data, self.val_data = self._check_data("train", train), None
         if val is not None:
@@ -86,6 +88,7 @@ class Trainer:
         self.best, self.best_epoch, self.bad_epochs = math.inf, None, 0
         self._best_state = None
         self.stopped_early = False
+        self._graph_step = CudaGraphStep(net, optimizer) if cuda_graph else None
 
     @staticmethod
     def _check_data(split, data):
@@ -118,15 +121,16 @@ class Trainer:
             xb, yb = x[idx], y[idx]
             if self.augment is not None:
                 xb, yb = self.augment(xb, yb, self.rng)
-            values = self.net.forward(self._feed(xb, yb), train=True, rng=self.rng)
+            feed = self._feed(xb, yb)
+            if self._graph_step is not None and len(idx) == self.batch_size:
+                values = self._graph_step(feed[roles["input"]], feed[roles["label"]])
+                self._check_loss(float(values[roles["objective"]]), b, bar, "after")
+            else:
+                values = self.net.forward(feed, train=True, rng=self.rng)
+                self._check_loss(float(values[roles["objective"]]), b, bar, "before")
+                self.net.backward({roles["objective"]: 1.0}, input_grads=False)
+                self.optimizer.step(params)
             loss = float(values[roles["objective"]])
-            if not math.isfinite(loss):
-                bar.close()
-                raise FloatingPointError(f"epoch {self.epoch + 1}, batch {b + 1}: the loss is "
-                                         f"{loss} (the weights are those before this batch); "
-                                         f"lower the learning rate (now {self.optimizer.lr:g})")
-            self.net.backward({roles["objective"]: 1.0}, input_grads=False)
-            self.optimizer.step(params)
             meter.add(loss, values[roles["prediction"]], values[roles["label"]])
             bar.set_postfix_str(f"loss {meter.loss:.4f}", refresh=False)   # tqdm shows img/s
             bar.update(len(idx))
@@ -134,6 +138,14 @@ class Trainer:
                                         "values": values})
         bar.close()
         return meter.result()
+
+    def _check_loss(self, loss, batch, bar, when) -> None:
+        """A FloatingPointError naming the batch when the loss is NaN or infinite."""
+        if not math.isfinite(loss):
+            bar.close()
+            raise FloatingPointError(f"epoch {self.epoch + 1}, batch {batch + 1}: the loss is "
+                                     f"{loss} (the weights are those {when} this batch); "
+                                     f"lower the learning rate (now {self.optimizer.lr:g})")
 
     def evaluate(self, x, y, *, batch_size=256) -> dict:
         """Test-mode metrics on (x, y): loss, objective and top-1/top-5 error or RMSE."""
@@ -146,6 +158,7 @@ class Trainer:
     # -- the run -----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         """Train from the current epoch to ``epochs`` (or an early stop); returns the history."""
+        self._call("on_fit_begin", {"epoch": self.epoch})
         while self.epoch < self.epochs and not self.stopped_early:
             start = time.perf_counter()
             lr = self.lr_schedule(self.epoch)

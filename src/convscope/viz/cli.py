@@ -19,6 +19,7 @@ def add_subcommands(sub) -> None:
                                       "LeNet-5 on the bundled MNIST)")
     d.add_argument("config", nargs="?", help="YAML run config (default: the main job)")
     d.add_argument("--data-dir", help="data directory (default: $CONVSCOPE_DATA or user cache)")
+    d.add_argument("--device", help="numpy (default), cpu (PyTorch on the CPU), cuda or cuda:N")
     d.add_argument("--no-save", action="store_true",
                    help=f"do not write {DOCTOR_FILE} into the config's run folder")
     d.set_defaults(func=doctor_command)
@@ -46,7 +47,7 @@ def add_train_options(parser) -> None:
 
 
 def doctor_command(args) -> None:
-    report = run_doctor(args.config, data_dir=args.data_dir, log=print)
+    report = run_doctor(args.config, data_dir=args.data_dir, log=print, device=args.device)
     print(report.table())
     if not args.no_save and report.run_dir:
         print(f"saved {report.save(Path(report.run_dir) / DOCTOR_FILE)}")

@@ -1,0 +1,87 @@
+"""One training step, eager or captured whole as a CUDA graph.
+
+A step is the lecture's loop body: the forward pass, the objective, the backward pass by the chain
+rule, and the optimiser's update of every learnable parameter. The lecture's networks are small
+enough that on a GPU the time goes to launching kernels, not to arithmetic; a CUDA graph records
+the step's kernels once and replays them with one launch (PyTorch's ``torch.cuda.CUDAGraph``),
+which needs fixed shapes and no reads of values inside the step.
+"""
+
+from __future__ import annotations
+
+from convscope.errors import ConfigError
+
+
+def train_step(net, optimizer, feed, *, rng=None) -> dict:
+    """forward (training mode), backward from the objective (no dE/dx of the data), update;
+    returns the forward's values (the objective, the prediction, …)."""
+    values = net.forward(feed, train=True, rng=rng)
+    net.backward({net.roles["objective"]: 1.0}, input_grads=False)
+    optimizer.step(net.params())
+    return values
+
+
+class CudaGraphStep:
+    """``step(x, y)``: :func:`train_step` on a CUDA network, replayed from a CUDA graph.
+
+    The first ``warmup`` calls run eagerly (on a side stream, as capture requires; they are real
+    training steps); the next call records the step into a graph and replays it, and every later
+    call copies the batch into the graph's static input tensors and replays. The graph bakes in the
+    optimiser's hyper-parameters (η, α), so a schedule that changes them triggers a new capture.
+    Batches must keep one shape (drop or run eagerly a last partial batch). Layers that draw on the
+    host during the step (dropout masks come from a NumPy generator) cannot be captured.
+    Returns the forward's values: static tensors, overwritten by the next call.
+    """
+
+    def __init__(self, net, optimizer, *, warmup=3):
+        import torch
+
+        if not str(net.device).startswith("cuda"):
+            raise ConfigError(f"cuda_graph: the network is on {net.device!r}; move it with "
+                              f"net.to('cuda') first")
+        random = [n for n, node in net.nodes.items()
+                  if type(node.layer).__name__ in ("Dropout", "DropConnect")]
+        if random:
+            raise ConfigError(f"cuda_graph: layers {random} draw random masks on the host in every "
+                              f"step and cannot be captured; train without --cuda-graph")
+        self.net, self.optimizer, self.warmup = net, optimizer, warmup
+        self.torch = torch
+        self.calls, self.graph, self.static, self.values, self.hyper = 0, None, None, None, None
+
+    def _feed(self, x, y):
+        roles = self.net.roles
+        return self.net._check_feed(roles["input"], x), self.net._check_feed(roles["label"], y)
+
+    def __call__(self, x, y) -> dict:
+        torch = self.torch
+        x, y = self._feed(x, y)
+        hyper = self.optimizer.hyper()
+        hyper.pop("t", None)
+        if self.calls < self.warmup:
+            self.calls += 1
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                values = self._step(x, y)
+            torch.cuda.current_stream().wait_stream(stream)
+            return values
+        if self.graph is None or hyper != self.hyper or x.shape != self.static[0].shape:
+            self._capture(x, y, hyper)
+        self.static[0].copy_(x)
+        self.static[1].copy_(y)
+        self.graph.replay()
+        self.optimizer.t += 1
+        return self.values
+
+    def _step(self, x, y):
+        roles = self.net.roles
+        return train_step(self.net, self.optimizer, {roles["input"]: x, roles["label"]: y})
+
+    def _capture(self, x, y, hyper) -> None:
+        torch = self.torch
+        self.static = (x.clone(), y.clone())
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.values = self._step(*self.static)
+        self.optimizer.t -= 1  # capture records the step without running it
+        self.hyper = hyper
