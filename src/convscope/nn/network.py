@@ -289,7 +289,7 @@ class Network:
         if config.get("format") != FORMAT:
             raise ConfigError(f"not a convscope network description (format "
                               f"{config.get('format')!r}, expected {FORMAT!r})")
-        net = cls(config["inputs"], dtype=config.get("dtype", "float32"), seed=seed,
+        net = Network(config["inputs"], dtype=config.get("dtype", "float32"), seed=seed,
                   roles=config.get("roles"))
         for spec in config["layers"]:
             net.add(spec["name"], make_layer(spec["type"], spec["hyper"]), spec["inputs"],

@@ -1,0 +1,77 @@
+"""The same network on NumPy and on PyTorch tensors (CPU here; CUDA in benchmarks/gpu_check.py)."""
+
+import numpy as np
+import pytest
+import torch
+
+from convscope import ConfigError, zoo
+from convscope.train import Trainer
+from convscope.train.config import DEFAULTS, validate
+from convscope.train.datasets import load_split
+from convscope.train.optim import Adam, Nesterov
+from convscope.train.step import CudaGraphStep
+
+
+@pytest.fixture(scope="module")
+def digits():
+    split = load_split("mnist_subset", "train")
+    x = (split.x[:320].astype(np.float64) - 33.3) / 78.6
+    return x, split.y[:320]
+
+
+def _train_one_epoch(device, digits, optimizer):
+    net = zoo.lenet5(dtype=np.float64, seed=3).to(device)
+    Trainer(net, optimizer, digits, epochs=1, batch_size=32, seed=5, progress=False,
+            log=lambda *_: None).fit()
+    return net
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: Nesterov(0.05, 0.9, weight_decay=5e-4),
+                                            lambda: Adam(1e-3)])
+def test_one_epoch_on_each_backend_reaches_the_same_weights(digits, make_optimizer):
+    on_numpy = _train_one_epoch("numpy", digits, make_optimizer())
+    on_torch = _train_one_epoch("cpu", digits, make_optimizer())
+    start = zoo.lenet5(dtype=np.float64, seed=3).state_dict()
+    for name, a in on_numpy.state_dict().items():
+        b = on_torch.state_dict()[name]
+        assert isinstance(on_torch.params()[name].value, torch.Tensor)
+        moved = np.max(np.abs(a - start[name]))
+        assert moved > 0, name
+        assert np.max(np.abs(a - b)) < 1e-9 * max(1.0, np.max(np.abs(a))), name
+
+
+def test_forward_and_backward_match_between_backends(digits):
+    x, y = digits[0][:16], digits[1][:16]
+    grads = {}
+    for device in ("numpy", "cpu"):
+        net = zoo.cifar10_quick(input_shape=(28, 28, 1), dtype=np.float64, seed=1).to(device)
+        values = net.forward({"input": x, "label": y}, train=True)
+        net.backward({"objective": 1.0})
+        grads[device] = (float(values["objective"]),
+                         {k: np.asarray(p.grad.cpu() if device == "cpu" else p.grad)
+                          for k, p in net.params().items() if p.grad is not None})
+    (loss_np, g_np), (loss_t, g_t) = grads["numpy"], grads["cpu"]
+    assert abs(loss_np - loss_t) < 1e-12
+    assert set(g_np) == set(g_t) and len(g_np) == 10
+    for k in g_np:
+        assert np.max(np.abs(g_np[k] - g_t[k])) <= 1e-10 * np.max(np.abs(g_np[k])), k
+
+
+def test_saved_network_is_device_independent(tmp_path, digits):
+    net = zoo.lenet5(seed=2).to("cpu")
+    net.save(tmp_path / "net.safetensors")
+    back = type(net).load(tmp_path / "net.safetensors")
+    assert back.device == "numpy"
+    x = digits[0][:8].astype(np.float32)
+    assert np.allclose(net.predict(x), back.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_devices_are_checked_with_clear_errors():
+    with pytest.raises(ConfigError, match="unknown device"):
+        zoo.lenet5().to("gpu")
+    with pytest.raises(ConfigError, match="device"):
+        validate({**DEFAULTS, "device": "tpu"})
+    with pytest.raises(ConfigError, match="cuda_graph needs a CUDA device"):
+        validate({**DEFAULTS, "device": "cpu", "cuda_graph": True})
+    with pytest.raises(ConfigError, match="net.to\\('cuda'\\)"):
+        CudaGraphStep(zoo.lenet5().to("cpu"), Nesterov())
