@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The GPU session of issue 5, as one script for the device machine (run from the repo root):
+# install the pure-Python wheels the image lacks (carried in .whl), check the CUDA results against
+# NumPy, then time the training steps. Outputs go to $OUT (or ./gpu_out).
+set -uo pipefail
+OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:src
+else
+  export PYTHONPATH=src
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'numpy', numpy.__version__)" | tee -a "$OUT/gpu.txt"
+CONVSCOPE_TEST_DEVICE=cuda timeout 240 python3 -m pytest -q -p no:cacheprovider -x tests/ops/test_torch_backend.py 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
+timeout 180 python3 benchmarks/gpu_check.py 2>&1 | tee "$OUT/gpu_check.txt"
+timeout 300 python3 benchmarks/train_step.py --device cuda --epoch --data-dir local_data --repeats 30 2>&1 | tee "$OUT/train_step_cuda.txt"

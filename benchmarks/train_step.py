@@ -1,0 +1,222 @@
+"""One full training step (forward, loss, backward, SGD-Nesterov update) of the zoo's lenet5 (MNIST,
+28×28×1), keypoints_net2 (96×96×1) and cifar10_quick (32×32×3), timed in one run for:
+
+- convscope-numpy: convscope's ops on NumPy arrays (CPU only);
+- convscope-torch: the same network and hand-written backward on PyTorch tensors (PyTorch's kernels,
+  no autograd), eager, and on a GPU also captured whole as a CUDA graph (``--cuda-graph``);
+- pytorch: the same network as an nn.Module with autograd and torch.optim (benchmarks/
+  torch_reference.py), eager, and on a GPU also as PyTorch's own whole-step CUDA graph.
+
+Prints the median time per step and the ratio to PyTorch eager (below 1: faster than PyTorch).
+CUDA timings use CUDA events. With --epoch, also one whole epoch of LeNet-5 on MNIST (60,000 images,
+read with convscope.data from --data-dir).
+
+    python benchmarks/train_step.py                       # CPU: numpy, torch, pytorch
+    python benchmarks/train_step.py --device cuda --epoch --data-dir local_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch_reference  # noqa: E402
+from convscope import zoo  # noqa: E402
+from convscope.train.optim import Nesterov  # noqa: E402
+from convscope.train.step import CudaGraphStep, train_step  # noqa: E402
+
+SHAPES = {"lenet5": (28, 28, 1), "keypoints_net2": (96, 96, 1), "cifar10_quick": (32, 32, 3)}
+
+
+def batch(name, n, rng):
+    """Random inputs N×H×W×D and targets (10 class labels, or 15×2 keypoints) for model `name`."""
+    x = rng.standard_normal((n, *SHAPES[name]), dtype=np.float32)
+    y = rng.standard_normal((n, 15, 2)).astype(np.float32) if name == "keypoints_net2" else (
+        rng.integers(0, 10, n))
+    return x, y
+
+
+class Timer:
+    """Median seconds of a call, with CUDA events on a GPU and perf_counter on the CPU."""
+
+    def __init__(self, device, repeats, warmup=3):
+        self.cuda = device.startswith("cuda")
+        self.repeats, self.warmup = repeats, warmup
+
+    def __call__(self, fn) -> float:
+        for _ in range(self.warmup):
+            fn()
+        if not self.cuda:
+            times = []
+            for _ in range(self.repeats):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(self.repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return statistics.median(times)
+
+
+def convscope_step(name, device, x, y, *, graph=False):
+    """A call running one convscope training step of zoo model `name` on `device`."""
+    net = zoo.create(name).to(device)
+    optimizer = Nesterov(0.001, 0.9)
+    if device != "numpy":
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device)
+    if graph:
+        step = CudaGraphStep(net, optimizer)
+        return lambda: step(x, y)
+    feed = {"input": x, "label": y}
+    return lambda: train_step(net, optimizer, feed)
+
+
+def pytorch_step(name, device, x, y, *, graph=False):
+    """A call running one PyTorch (autograd + torch.optim) training step of the same network."""
+    model, step = torch_reference.make(name, device)
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
+    if device != "cpu":
+        xt = xt.contiguous(memory_format=torch.channels_last)
+    yt = torch.from_numpy(np.asarray(y)).to(device)
+    if not graph:
+        return lambda: step(xt, yt)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step(xt, yt)
+    torch.cuda.current_stream().wait_stream(stream)
+    cuda_graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(cuda_graph):
+        step(xt, yt)
+    return cuda_graph.replay
+
+
+def run_table(args) -> None:
+    rng = np.random.default_rng(0)
+    timer = Timer(args.device, args.repeats)
+    cuda = args.device.startswith("cuda")
+    columns = ["convscope-torch", "pytorch"]
+    if cuda:
+        columns = ["convscope-torch", "convscope-torch graph", "pytorch", "pytorch graph"]
+    elif not args.no_numpy:
+        columns = ["convscope-numpy", *columns]
+    print(f"| model | batch | {' | '.join(c + ' ms' for c in columns)} | "
+          f"{' | '.join(c + ' / pytorch' for c in columns if c != 'pytorch')} |")
+    print("| --- | ---: |" + " ---: |" * (2 * len(columns) - 1))
+    for name in args.models:
+        for n in args.batches:
+            x, y = batch(name, n, rng)
+            times = {}
+            for column in columns:
+                graph = column.endswith("graph")
+                if column.startswith("pytorch"):
+                    fn = pytorch_step(name, args.device, x, y, graph=graph)
+                else:
+                    device = "numpy" if column == "convscope-numpy" else args.device
+                    fn = convscope_step(name, device, x, y, graph=graph)
+                times[column] = timer(fn)
+            base = times["pytorch"]
+            ms = " | ".join(f"{times[c] * 1e3:.3f}" for c in columns)
+            ratios = " | ".join(f"{times[c] / base:.2f}" for c in columns if c != "pytorch")
+            print(f"| {name} | {n} | {ms} | {ratios} |", flush=True)
+
+
+def run_epoch(args) -> None:
+    """One epoch of LeNet-5 on the 60,000 MNIST training images at batch 128 (the last partial
+    batch dropped), data already on the device, for convscope and PyTorch."""
+    from convscope.data import load
+
+    ds = load("mnist", "train", data_dir=args.data_dir)
+    x = ((ds.x.astype(np.float32) - 33.318) / 78.567)
+    y = ds.y
+    n = len(x) // 128 * 128
+    timer = Timer(args.device, 1, warmup=1)  # the second epoch is timed (the first captures)
+    steps = [(x[s:s + 128], y[s:s + 128]) for s in range(0, n, 128)]
+    results = {}
+    variants = [("convscope-torch", False), ("pytorch", False)]
+    if args.device.startswith("cuda"):
+        variants += [("convscope-torch graph", True), ("pytorch graph", True)]
+    for label, graph in variants:
+        epoch = _pytorch_epoch if label.startswith("pytorch") else _convscope_epoch
+        results[label] = timer(epoch(args.device, steps, graph))
+    print(f"| LeNet-5, one MNIST epoch ({len(steps)} steps of 128) | " +
+          " | ".join(f"{k} {v:.2f} s" for k, v in results.items()) + " |")
+
+
+def _convscope_epoch(device, steps, graph):
+    net, optimizer = zoo.lenet5().to(device), Nesterov(0.001, 0.9)
+    data = [(torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device))
+            for x, y in steps]
+    if graph:
+        step = CudaGraphStep(net, optimizer)
+        return lambda: [step(x, y) for x, y in data]
+    return lambda: [train_step(net, optimizer, {"input": x, "label": y}) for x, y in data]
+
+
+def _pytorch_epoch(device, steps, graph):
+    model, step = torch_reference.make("lenet5", device)
+    data = [(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device),
+             torch.from_numpy(np.asarray(y)).to(device)) for x, y in steps]
+    if not graph:
+        return lambda: [step(x, y) for x, y in data]
+    static_x, static_y = data[0][0].clone(), data[0][1].clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step(static_x, static_y)
+    torch.cuda.current_stream().wait_stream(stream)
+    cuda_graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(cuda_graph):
+        step(static_x, static_y)
+
+    def epoch():
+        for x, y in data:
+            static_x.copy_(x)
+            static_y.copy_(y)
+            cuda_graph.replay()
+
+    return epoch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--models", nargs="+", default=list(SHAPES))
+    parser.add_argument("--batches", nargs="+", type=int, default=[128, 1024])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-numpy", action="store_true", help="skip convscope-numpy")
+    parser.add_argument("--epoch", action="store_true", help="also time one MNIST epoch")
+    parser.add_argument("--data-dir", default=None, help="folder holding mnist.npz (for --epoch)")
+    args = parser.parse_args()
+    card = torch.cuda.get_device_name() if args.device.startswith("cuda") else (
+        platform.processor() or platform.machine())
+    extra = f", cuDNN {torch.backends.cudnn.version()}" if args.device.startswith("cuda") else (
+        f", {torch.get_num_threads()} threads")
+    print(f"train step, SGD-Nesterov; {card}; PyTorch {torch.__version__}{extra}; "
+          f"numpy {np.__version__}; median of {args.repeats}")
+    run_table(args)
+    if args.epoch:
+        run_epoch(args)
+
+
+if __name__ == "__main__":
+    main()
