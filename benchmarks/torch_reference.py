@@ -62,10 +62,10 @@ def training_step(model: nn.Module, loss, optimizer):
     return step
 
 
-def make(name: str, device: str):
+def make(name: str, device: str, lr: float = 1e-3):
     """(model, step function) for the zoo model `name` with SGD + Nesterov momentum 0.9."""
     model = MODELS[name]().to(device)
     if device != "cpu":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, nesterov=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
     return model, training_step(model, loss_of(name), optimizer)

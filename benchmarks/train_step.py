@@ -35,6 +35,7 @@ from convscope.train.optim import Nesterov  # noqa: E402
 from convscope.train.step import CudaGraphStep, train_step  # noqa: E402
 
 SHAPES = {"lenet5": (28, 28, 1), "keypoints_net2": (96, 96, 1), "cifar10_quick": (32, 32, 3)}
+LR = {"lenet5": 1e-3, "keypoints_net2": 1e-5, "cifar10_quick": 1e-3}  # finite on random data
 
 
 def batch(name, n, rng):
@@ -77,7 +78,7 @@ class Timer:
 def convscope_step(name, device, x, y, *, graph=False):
     """A call running one convscope training step of zoo model `name` on `device`."""
     net = zoo.create(name).to(device)
-    optimizer = Nesterov(0.001, 0.9)
+    optimizer = Nesterov(LR[name], 0.9)
     if device != "numpy":
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device)
     if graph:
@@ -89,7 +90,7 @@ def convscope_step(name, device, x, y, *, graph=False):
 
 def pytorch_step(name, device, x, y, *, graph=False):
     """A call running one PyTorch (autograd + torch.optim) training step of the same network."""
-    model, step = torch_reference.make(name, device)
+    model, step = torch_reference.make(name, device, lr=LR[name])
     xt = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
     if device != "cpu":
         xt = xt.contiguous(memory_format=torch.channels_last)
@@ -171,7 +172,7 @@ def _convscope_epoch(device, steps, graph):
 
 
 def _pytorch_epoch(device, steps, graph):
-    model, step = torch_reference.make("lenet5", device)
+    model, step = torch_reference.make("lenet5", device, lr=LR["lenet5"])
     data = [(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device),
              torch.from_numpy(np.asarray(y)).to(device)) for x, y in steps]
     if not graph:
