@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convscope.backend import array_namespace
+from convscope.backend import array_namespace, is_torch_array
 from convscope.backend.devices import device_of, to_device, to_numpy
 from convscope.errors import ConfigError
 
@@ -37,19 +37,43 @@ class Optimizer:
     def step(self, params) -> None:
         """One update of every learnable parameter in ``params`` (a name → Parameter mapping)."""
         self.t += 1
-        for name, p in params.items():
-            if not p.learnable or p.grad is None:
-                continue
+        learnable = {name: p for name, p in params.items() if p.learnable and p.grad is not None}
+        if learnable and hasattr(self, "foreach_update") and all(
+                is_torch_array(p.value) for p in learnable.values()):
+            self._foreach_step(learnable)
+            return
+        for name, p in learnable.items():
             grad = p.grad
             if self.weight_decay and p.decay_factor:
                 grad = grad + (self.weight_decay * p.decay_factor) * p.value
-            slots = self.state.get(name)
-            if slots is None:
-                zeros = array_namespace(p.value).zeros_like
-                slots = self.state[name] = {s: zeros(p.value) for s in self.slots}
-            elif self.slots and device_of(slots[self.slots[0]]) != device_of(p.value):
-                slots = self.state[name] = {s: to_device(a, device_of(p.value)) for s, a in slots.items()}
-            p.value += self.update(grad, slots, self.lr * p.lr_factor)
+            p.value += self.update(grad, self._slots(name, p), self.lr * p.lr_factor)
+
+    def _foreach_step(self, learnable) -> None:
+        """The same update on PyTorch tensors, as a few multi-tensor (``torch._foreach_*``) kernels
+        per group of parameters sharing their factors, instead of several kernels per parameter."""
+        import torch
+
+        groups: dict[tuple, list] = {}
+        for name, p in learnable.items():
+            groups.setdefault((p.lr_factor, p.decay_factor), []).append((name, p))
+        for (lr_factor, decay_factor), members in groups.items():
+            values = [p.value for _, p in members]
+            grads = [p.grad for _, p in members]
+            if self.weight_decay and decay_factor:
+                grads = torch._foreach_add(grads, values, alpha=self.weight_decay * decay_factor)
+            slots = {s: [self._slots(name, p)[s] for name, p in members] for s in self.slots}
+            self.foreach_update(values, grads, slots, self.lr * lr_factor)
+
+    def _slots(self, name, p) -> dict:
+        """The state arrays of parameter ``name`` (zeros at first), on the parameter's device (a
+        checkpoint restores them as NumPy arrays)."""
+        slots = self.state.get(name)
+        if slots is None or (self.slots and device_of(slots[self.slots[0]]) != device_of(p.value)):
+            old = slots or {}
+            zeros = array_namespace(p.value).zeros_like
+            slots = self.state[name] = {s: to_device(old[s], device_of(p.value)) if s in old
+                                        else zeros(p.value) for s in self.slots}
+        return slots
 
     def update(self, grad, slots, lr):
         """The step Δω for one parameter given its gradient; updates ``slots`` in place."""
@@ -88,6 +112,11 @@ class SGD(Optimizer):
     def update(self, grad, slots, lr):
         return -lr * grad
 
+    def foreach_update(self, values, grads, slots, lr):
+        import torch
+
+        torch._foreach_add_(values, grads, alpha=-lr)
+
 
 class Momentum(Optimizer):
     """SGD with momentum (the lecture's update, MatConvNet's solver):
@@ -110,6 +139,19 @@ class Momentum(Optimizer):
         v -= lr * grad
         return v
 
+    def foreach_update(self, values, grads, slots, lr):
+        import torch
+
+        torch._foreach_mul_(slots["v"], self.momentum)
+        torch._foreach_add_(slots["v"], grads, alpha=-lr)
+        self._apply(values, grads, slots["v"], lr)
+
+    def _apply(self, values, grads, v, lr):
+        """ω ← ω + v."""
+        import torch
+
+        torch._foreach_add_(values, v)
+
 
 class Nesterov(Momentum):
     """Nesterov momentum (the facial-keypoints tutorial's solver), in the look-ahead-free form:
@@ -122,6 +164,13 @@ class Nesterov(Momentum):
     def update(self, grad, slots, lr):
         v = super().update(grad, slots, lr)
         return self.momentum * v - lr * grad
+
+    def _apply(self, values, grads, v, lr):
+        """ω ← ω + α v − η ∇."""
+        import torch
+
+        torch._foreach_add_(values, v, alpha=self.momentum)
+        torch._foreach_add_(values, grads, alpha=-lr)
 
 
 class Adam(Optimizer):
