@@ -120,11 +120,12 @@ def per_group(a: np.ndarray, groups: int) -> list[np.ndarray]:
     return [flat[:, g * c_g : (g + 1) * c_g] for g in range(groups)]
 
 
-def conv_forward(x, w, stride, pads, dilate, groups, out_spatial) -> np.ndarray:
-    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias), batch parts in parallel."""
+def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None) -> np.ndarray:
+    """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}, batch parts in parallel."""
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
-    parallel.over_batch(lambda p: _conv_forward(x[p], w, stride, pads, dilate, groups, out_spatial, y[p]),
-                        x.shape[0])
+    parallel.over_batch(
+        lambda p: _conv_forward(x[p], w, stride, pads, dilate, groups, out_spatial, y[p], bias), x.shape[0]
+    )
     return y
 
 
@@ -183,8 +184,8 @@ def _fill_parts(compute, shape, dtype) -> np.ndarray:
     return out
 
 
-def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None) -> np.ndarray:
-    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias): per block of output
+def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bias=None) -> np.ndarray:
+    """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}: per block of output
     rows, im2col then one GEMM per group."""
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_spatial, w.shape[:-2],
                    stride, dilate)
@@ -195,9 +196,11 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None) -> 
         y_block = block_of(y, block)
         if groups == 1:
             np.matmul(cols[0], filters[0], out=y_block.reshape(-1, w.shape[-1]))
-            continue
-        for part, c, f in zip(per_group(y_block, groups), cols, filters):
-            part[...] = c @ f
+        else:
+            for part, c, f in zip(per_group(y_block, groups), cols, filters):
+                part[...] = c @ f
+        if bias is not None:
+            y_block += bias  # while the block is in cache
     return y
 
 

@@ -63,14 +63,14 @@ def _as_input(size, like):
     return like.new_empty(1).expand(size)
 
 
-def conv_forward(x, w, stride, pads, dilate, groups, out_spatial):
-    """y_{i,j,k} = Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} (no bias) by F.conv2d/conv3d."""
+def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None):
+    """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d} by F.conv2d/conv3d."""
     xt = to_torch_layout(x)
     padding = _symmetric(pads)
     if padding is None:
         xt, padding = _padded(xt, pads), 0
     conv = F.conv2d if x.ndim == 4 else F.conv3d
-    y = conv(xt, filters_to_torch(w), None, stride, padding, dilate, groups)
+    y = conv(xt, filters_to_torch(w), bias, stride, padding, dilate, groups)
     return from_torch_layout(y)
 
 

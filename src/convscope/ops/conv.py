@@ -25,8 +25,7 @@ def conv(x, w, b=None, *, stride=1, pad=0, dilate=1, groups=1):
     k = g·K/G + k' sees only input channels g·D/G … (g+1)·D/G − 1.
     """
     geometry = _conv_geometry("conv", x, w, b, stride, pad, dilate, groups)
-    y = kernels(x).conv_forward(x, w, *geometry)
-    return _add_bias(y, b)
+    return kernels(x).conv_forward(x, w, *geometry, bias=b)
 
 
 def conv_backward(x, w, b, dy, *, stride=1, pad=0, dilate=1, groups=1, input_grad=True):
