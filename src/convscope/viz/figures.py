@@ -125,6 +125,13 @@ def _tile(a) -> np.ndarray:
     return (a - low) / (high - low) if high > low else np.zeros_like(a)
 
 
+def middle_slice(a):
+    """An H×W plane of a map: a T×H×W volume (3D ConvNets) is shown by its middle slice t = T/2."""
+    while a.ndim > 2:
+        a = a[a.shape[0] // 2]
+    return a
+
+
 def filters(w, title="first layer's filters") -> plt.Figure:
     """Filters w[h, w, d, k] (2D convolution) as K tiles: RGB when D = 3, else the mean over d."""
     w = np.asarray(w)
@@ -132,7 +139,7 @@ def filters(w, title="first layer's filters") -> plt.Figure:
     fig, axes = _grid(k, min(k, 8), size=1.2)
     for i, ax in enumerate(axes[:k]):
         f = w[..., i]
-        image = _tile(f) if f.shape[-1] == 3 else _tile(f.mean(axis=-1))
+        image = _tile(f) if f.ndim == 3 and f.shape[-1] == 3 else _tile(middle_slice(f.mean(axis=-1)))
         ax.imshow(image, cmap=None if image.ndim == 3 else "gray", interpolation="nearest")
         ax.set_title(str(i), fontsize=7)
         ax.axis("off")
@@ -147,15 +154,15 @@ def feature_maps(net, x, *, channels=8) -> plt.Figure:
     maps = [(net.roles["input"], values[net.roles["input"]])]
     maps += [(name, values[node.output]) for name, node in
              ((n, net.nodes[n]) for n in net.order())
-             if node.output in values and values[node.output].ndim == 4
-             and min(values[node.output].shape[1:3]) > 1]
+             if node.output in values and values[node.output].ndim in (4, 5)
+             and min(values[node.output].shape[1:-1]) > 1]
     fig, axes = plt.subplots(len(maps), channels, figsize=(1.3 * channels, 1.4 * len(maps)),
                              squeeze=False)
     for row, (name, y) in zip(axes, maps):
         for c, ax in enumerate(row):
             ax.axis("off")
             if c < y.shape[-1]:
-                ax.imshow(_tile(y[0, ..., c]), cmap="viridis", interpolation="nearest")
+                ax.imshow(_tile(middle_slice(y[0, ..., c])), cmap="viridis", interpolation="nearest")
         row[0].set_title(f"{name} {'×'.join(map(str, y.shape[1:]))}", fontsize=8, loc="left")
     fig.tight_layout()
     return fig
