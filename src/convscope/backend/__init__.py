@@ -47,10 +47,7 @@ def asarray_like(a, like):
 
 
 def can_inspect_values(x) -> bool:
-    """False while a CUDA graph is being captured: reading a value (a label range, a NaN check)
-    would synchronise the GPU, which capture forbids; such checks then run only in eager steps."""
-    if is_torch_array(x) and x.is_cuda:
-        import torch
-
-        return not torch.cuda.is_current_stream_capturing()
-    return True
+    """False for CUDA tensors: reading a value (a label range, a NaN check) makes the host wait for
+    the GPU, a stall in every step (and an error while a CUDA graph is captured); such checks run
+    on NumPy arrays and CPU tensors only."""
+    return not (is_torch_array(x) and x.is_cuda)
