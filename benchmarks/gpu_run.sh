@@ -16,3 +16,8 @@ python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch
 CONVSCOPE_TEST_DEVICE=cuda timeout 240 python3 -m pytest -q -p no:cacheprovider -x tests/ops/test_torch_backend.py 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt"
 timeout 180 python3 benchmarks/gpu_check.py 2>&1 | tee "$OUT/gpu_check.txt"
 timeout 300 python3 benchmarks/train_step.py --device cuda --epoch --data-dir local_data --repeats 30 2>&1 | tee "$OUT/train_step_cuda.txt"
+# the main job on the GPU through the command line: eager, then with the whole step as a CUDA graph
+for flags in "--device cuda" "--device cuda --cuda-graph"; do
+  echo "convscope train $flags" | tee -a "$OUT/main_job_cuda.txt"
+  timeout 150 python3 -m convscope.cli train $flags --out /tmp/runs --name main --no-report 2>&1 | tail -4 | tee -a "$OUT/main_job_cuda.txt"
+done
