@@ -7,6 +7,7 @@ from :func:`kernels` (NumPy here; PyTorch tensors use PyTorch's own operators).
 
 from __future__ import annotations
 
+import sys
 from types import ModuleType
 
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
@@ -17,7 +18,8 @@ from convscope.errors import ConfigError
 FREED_MEMORY_KEPT = keep_freed_memory()  # see convscope.backend.memory: why, and how to opt out
 
 __all__ = [
-    "array_namespace", "asarray_like", "can_inspect_values", "is_numpy_array", "is_torch_array", "kernels",
+    "array_namespace", "asarray_like", "can_inspect_values", "capturing", "is_numpy_array",
+    "is_torch_array", "kernels",
 ]
 
 
@@ -51,3 +53,11 @@ def can_inspect_values(x) -> bool:
     the GPU, a stall in every step (and an error while a CUDA graph is captured); such checks run
     on NumPy arrays and CPU tensors only."""
     return not (is_torch_array(x) and x.is_cuda)
+
+
+def capturing() -> bool:
+    """True while a CUDA graph is being recorded on the current stream (nothing may then be read
+    back to the host); False without PyTorch or CUDA."""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_available()
+                and torch.cuda.is_current_stream_capturing())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from convscope.backend import capturing
 from convscope.debug.stats import all_finite
 from convscope.errors import ConvscopeError
 
@@ -103,6 +104,8 @@ class Probe:
             self._forward = self._backward = None
 
     def forward(self, feed, **kwargs):
+        if capturing():  # a CUDA-graph step is being recorded: nothing can be read back now
+            return self._forward(feed, **kwargs)
         self.values = self._forward(feed, **kwargs)
         roles = self.net.roles
         ends = [self.values[v] for v in (roles["objective"], roles["prediction"])
@@ -111,6 +114,8 @@ class Probe:
         return self.values
 
     def backward(self, losses, **kwargs):
+        if capturing():
+            return self._backward(losses, **kwargs)
         self.grads = self._backward(losses, **kwargs)
         grads = [p.grad for p in self.net.params().values() if p.grad is not None]
         self._check(grads, first_nonfinite_backward, self.grads)
