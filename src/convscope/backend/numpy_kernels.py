@@ -320,14 +320,16 @@ def _max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
     dxp = np.zeros(xp.shape, dtype=dy.dtype)
     unrouted = np.ones(dy.shape, dtype=bool)
     hit = np.empty(dy.shape, dtype=bool)
+    share = np.empty(dy.shape, dtype=dy.dtype)
     overlapping = any(s < k for s, k in zip(stride, kernel))
-    for where in window_slices(out_spatial, kernel, stride):
+    for where in window_slices(out_spatial, kernel, stride):  # five passes, no temporaries
         index = (slice(None), *where)
         np.equal(xp[index], y, out=hit)
-        hit &= unrouted
-        unrouted &= ~hit
+        np.logical_and(hit, unrouted, out=hit)  # a maximum not yet routed: the first one
+        np.greater(unrouted, hit, out=unrouted)  # unrouted ∧ ¬hit
         if overlapping:
-            dxp[index] += np.where(hit, dy, 0)
+            np.multiply(dy, hit, out=share)
+            dxp[index] += share
         else:
             np.multiply(dy, hit, out=dxp[index])
     return _crop(dxp, pads, x.shape)
