@@ -97,16 +97,22 @@ def pytorch_step(name, device, x, y, *, graph=False):
     yt = torch.from_numpy(np.asarray(y)).to(device)
     if not graph:
         return lambda: step(xt, yt)
+    return captured(step, xt, yt).replay
+
+
+def captured(step, x, y):
+    """PyTorch's own whole-step CUDA graph (the recipe of its CUDA-graphs notes): three warm-up
+    steps on a side stream, then one step recorded on the static tensors x, y."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(3):
-            step(xt, yt)
+            step(x, y)
     torch.cuda.current_stream().wait_stream(stream)
     cuda_graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(cuda_graph):
-        step(xt, yt)
-    return cuda_graph.replay
+        step(x, y)
+    return cuda_graph
 
 
 def run_table(args) -> None:
@@ -178,15 +184,7 @@ def _pytorch_epoch(device, steps, graph):
     if not graph:
         return lambda: [step(x, y) for x, y in data]
     static_x, static_y = data[0][0].clone(), data[0][1].clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            step(static_x, static_y)
-    torch.cuda.current_stream().wait_stream(stream)
-    cuda_graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(cuda_graph):
-        step(static_x, static_y)
+    cuda_graph = captured(step, static_x, static_y)
 
     def epoch():
         for x, y in data:

@@ -147,34 +147,32 @@ def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarr
 
 def max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
     """Max pooling, batch parts in parallel (see _max_pool)."""
-    def part(p, out):
-        out[...] = _max_pool(x[p], kernel, stride, pads, out_spatial)
-
-    return _fill_parts(part, (x.shape[0], *out_spatial, x.shape[-1]), x.dtype)
+    shape = (x.shape[0], *out_spatial, x.shape[-1])
+    return _batchwise(_max_pool, shape, x.dtype, (x,), kernel, stride, pads, out_spatial)
 
 
 def max_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
     """Max pooling's dE/dx, batch parts in parallel (see _max_pool_backward)."""
-    def part(p, out):
-        out[...] = _max_pool_backward(x[p], dy[p], kernel, stride, pads)
-
-    return _fill_parts(part, x.shape, dy.dtype)
+    return _batchwise(_max_pool_backward, x.shape, dy.dtype, (x, dy), kernel, stride, pads)
 
 
 def avg_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
     """Average pooling, batch parts in parallel (see _avg_pool)."""
-    def part(p, out):
-        out[...] = _avg_pool(x[p], kernel, stride, pads, out_spatial)
-
-    return _fill_parts(part, (x.shape[0], *out_spatial, x.shape[-1]), x.dtype)
+    shape = (x.shape[0], *out_spatial, x.shape[-1])
+    return _batchwise(_avg_pool, shape, x.dtype, (x,), kernel, stride, pads, out_spatial)
 
 
 def avg_pool_backward(x, dy, kernel, stride, pads) -> np.ndarray:
     """Average pooling's dE/dx, batch parts in parallel (see _avg_pool_backward)."""
-    def part(p, out):
-        out[...] = _avg_pool_backward(x[p], dy[p], kernel, stride, pads)
+    return _batchwise(_avg_pool_backward, x.shape, dy.dtype, (x, dy), kernel, stride, pads)
 
-    return _fill_parts(part, x.shape, dy.dtype)
+
+def _batchwise(serial, shape, dtype, batched, *rest) -> np.ndarray:
+    """serial(*(a[part] for a in batched), *rest) for each batch part, in parallel, into one array."""
+    def part(p, out):
+        out[...] = serial(*(a[p] for a in batched), *rest)
+
+    return _fill_parts(part, shape, dtype)
 
 
 def _fill_parts(compute, shape, dtype) -> np.ndarray:
