@@ -15,7 +15,6 @@ and prints the test error. Errors are printed as one line, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -133,23 +132,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _one_blas_thread() -> None:
-    """Use one BLAS thread unless the user chose a number (before NumPy is first imported).
-
-    Measured on the 2-core machine, one LeNet-5 step at batch 64: 36 ms on one OpenBLAS thread
-    against 32 ms on two when the machine is idle, but 340 ms on two when another process keeps
-    one core busy (the second BLAS thread waits for a core): one thread is the safe default.
-    """
-    if "numpy" not in sys.modules and not any(v in os.environ for v in BLAS_THREADS):
-        os.environ["OPENBLAS_NUM_THREADS"] = "1"
-
-
 def main(argv=None) -> int:
     """Run the command; a convscope error (or a missing file) is one line on stderr, exit 2."""
-    _one_blas_thread()
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -13,9 +13,11 @@ from types import ModuleType
 from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 
 from convscope.backend.memory import keep_freed_memory
+from convscope.backend.parallel import one_blas_thread
 from convscope.errors import ConfigError
 
 FREED_MEMORY_KEPT = keep_freed_memory()  # see convscope.backend.memory: why, and how to opt out
+ONE_BLAS_THREAD = one_blas_thread()  # see convscope.backend.parallel: why, and how to opt out
 
 __all__ = [
     "array_namespace", "asarray_like", "can_inspect_values", "capturing", "is_numpy_array",
