@@ -14,6 +14,7 @@ where ``aux`` is what the backward needs besides the inputs (a dropout mask, bat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -51,7 +52,7 @@ class Layer:
     # -- description -------------------------------------------------------------------------
     def hyper(self) -> dict:
         """The hyper-parameters (the constructor's keywords), as stored in the architecture JSON."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {name: getattr(self, name) for name in _hyper_names(type(self))}
 
     def geometry(self, in_shape):
         """(kernel, stride) per spatial axis in this layer's input pixels, for the receptive field;
@@ -94,6 +95,13 @@ class Layer:
         """[dE/dx for each input] given dE/dy; sets each parameter's ``grad``. Layers on the data
         (filters, fully connected) also take ``input_grad=False`` to skip a dE/dx nobody needs."""
         raise NotImplementedError
+
+
+@functools.cache
+def _hyper_names(cls) -> tuple[str, ...]:
+    """The constructor's fields of a layer class (looked up once: dataclasses.fields is slow enough
+    to cost half a millisecond per training step when asked on every call)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 def _tuple(value, dims):
