@@ -195,7 +195,9 @@ class Monitor:
                 "lr": trainer.optimizer.lr, "loss": info["loss"]}
         rows = layer_rows(trainer.net, self.probe.values, self.probe.grads, self._before,
                           bins=self.bins, rng=self.rng)
-        found = warnings_for(rows, self.thresholds)
+        start_lr = trainer.lr_schedule(0)
+        found = warnings_for(rows, self.thresholds,
+                             trainer.optimizer.lr / start_lr if start_lr else 1.0)
         for row in rows:
             row["warnings"] = [w["message"] for w in found if w["layer"] == row["layer"]]
         self._write([{**head, **row} for row in rows])

@@ -74,20 +74,25 @@ def unit_warnings(row, limits: Thresholds) -> list[dict]:
     return out
 
 
-def update_warnings(row, limits: Thresholds) -> list[dict]:
-    """An update-to-weight ratio ‖Δω‖/‖ω‖ far from ~1e-3."""
+def update_warnings(row, limits: Thresholds, lr_fraction: float = 1.0) -> list[dict]:
+    """An update-to-weight ratio ‖Δω‖/‖ω‖ far from ~1e-3. The ratio grows with η, so a small one
+    is judged at the schedule's starting rate, ratio / (η_t/η_0): a schedule that anneals η on
+    purpose (cosine, step, 1/t) is not told to raise it."""
     ratio = row.get("update_ratio")
-    if ratio is None or limits.update_low <= ratio <= limits.update_high:
+    if ratio is None:
+        return []
+    low = ratio / lr_fraction if lr_fraction > 0 else ratio
+    if low >= limits.update_low and ratio <= limits.update_high:
         return []
     advice = "lower" if ratio > limits.update_high else "raise"
     return [_warning("update_ratio", row["layer"],
                      f"‖Δω‖/‖ω‖ = {ratio:.1e}, far from ~1e-3; {advice} the learning rate")]
 
 
-def warnings_for(rows, limits: Thresholds | None = None) -> list[dict]:
-    """Every warning of one step's per-layer records."""
+def warnings_for(rows, limits: Thresholds | None = None, lr_fraction: float = 1.0) -> list[dict]:
+    """Every warning of one step's per-layer records; ``lr_fraction`` is η_t/η_0 of the schedule."""
     limits = limits or Thresholds()
     out = gradient_warnings(rows, limits)
     for row in rows:
-        out += unit_warnings(row, limits) + update_warnings(row, limits)
+        out += unit_warnings(row, limits) + update_warnings(row, limits, lr_fraction)
     return out
