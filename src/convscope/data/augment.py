@@ -24,6 +24,8 @@ the input's units, unclipped.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from convscope.data.keypoints import mirror_permutation
@@ -168,7 +170,7 @@ def hflip(x, y=None, names=None):
 
 # ------------------------------------------------------------------ random augmentations
 
-class Augmentation:
+class Augmentation(abc.ABC):
     """Base class: ``aug(x, y, rng) -> (x, y)`` on a batch; subclasses implement ``apply``."""
 
     def __call__(self, x, y=None, rng=None):
@@ -179,8 +181,9 @@ class Augmentation:
         _check_keypoints(x, y)
         return self.apply(x, y, rng)
 
+    @abc.abstractmethod
     def apply(self, x, y, rng):
-        raise NotImplementedError
+        """(x, y) augmented from the checked batch, drawing only from ``rng``."""
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

@@ -27,6 +27,7 @@ and ``p.state_dict()`` a dict of fitted NumPy arrays (for safetensors or ``.npz`
 
 from __future__ import annotations
 
+import abc
 import json
 
 import numpy as np
@@ -34,7 +35,7 @@ import numpy as np
 from convscope.errors import ConfigError, ShapeError, describe_shape
 
 
-class Preprocessor:
+class Preprocessor(abc.ABC):
     """Base class: ``fit(x_train)`` → self, ``p(x)`` → float32 array, ``state_dict``/``config``.
 
     Subclasses name their hyper-parameters in ``PARAMS`` and their fitted arrays in ``ARRAYS``
@@ -53,8 +54,9 @@ class Preprocessor:
         self._require_fitted()
         return self.transform(np.asarray(x, np.float32))
 
+    @abc.abstractmethod
     def transform(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The fitted transformation of float32 samples x (N×…×D)."""
 
     def fit_transform(self, x) -> np.ndarray:
         """``fit(x)`` then ``self(x)``."""
@@ -197,8 +199,9 @@ class _Whitening(Preprocessor):
         self.matrix = self._whitening_matrix(u, lam).astype(np.float32)
         return self
 
+    @abc.abstractmethod
     def _whitening_matrix(self, u, lam):
-        raise NotImplementedError
+        """The whitening matrix from the covariance's eigenvectors u and eigenvalues λ."""
 
     def _flat_white(self, x):
         _check_sample_shape(x, self.mean.shape, type(self).__name__)

@@ -13,6 +13,7 @@ where ``aux`` is what the backward needs besides the inputs (a dropout mask, bat
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 import math
@@ -36,7 +37,7 @@ def shape_str(shape) -> str:
 
 
 @dataclass(eq=False)
-class Layer:
+class Layer(abc.ABC):
     """Base class. ``arity`` is the number of inputs (None: one or more)."""
 
     arity = 1
@@ -88,13 +89,14 @@ class Layer:
                 self.params[name].grad = g
 
     # -- computing ---------------------------------------------------------------------------
+    @abc.abstractmethod
     def forward(self, xs, *, train, rng):
-        raise NotImplementedError
+        """(y, aux): the op's output for the inputs ``xs`` and what its backward needs besides them."""
 
+    @abc.abstractmethod
     def backward(self, xs, aux, dy):
         """[dE/dx for each input] given dE/dy; sets each parameter's ``grad``. Layers on the data
         (filters, fully connected) also take ``input_grad=False`` to skip a dE/dx nobody needs."""
-        raise NotImplementedError
 
 
 @functools.cache

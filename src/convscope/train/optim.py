@@ -13,6 +13,8 @@ in ``state[name]`` as arrays, so a checkpoint saves and restores it exactly.
 
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from convscope.backend import array_namespace, is_torch_array
@@ -20,7 +22,7 @@ from convscope.backend.devices import device_of, to_device, to_numpy
 from convscope.errors import ConfigError
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: applies weight decay and the per-parameter factors, then :meth:`update`."""
 
     slots: tuple[str, ...] = ()
@@ -75,9 +77,9 @@ class Optimizer:
                                         else zeros(p.value) for s in self.slots}
         return slots
 
+    @abc.abstractmethod
     def update(self, grad, slots, lr):
         """The step Δω for one parameter given its gradient; updates ``slots`` in place."""
-        raise NotImplementedError
 
     def penalty(self, params) -> float:
         """The regularisation term (λ/2) Σ c_λ ‖ω‖² of the objective."""

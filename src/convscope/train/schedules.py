@@ -8,19 +8,21 @@ value when a config leaves it out.
 
 from __future__ import annotations
 
+import abc
 import math
 
 from convscope.errors import ConfigError
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """Base class: ``s(t)`` gives the value at time t (epochs)."""
 
     def __init__(self, start):
         self.start = float(start)
 
+    @abc.abstractmethod
     def __call__(self, t: float) -> float:
-        raise NotImplementedError
+        """The value at time t (in epochs, fractional within an epoch)."""
 
 
 class Constant(Schedule):
