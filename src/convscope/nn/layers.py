@@ -65,7 +65,7 @@ class Layer(abc.ABC):
         return 0
 
     # -- building ----------------------------------------------------------------------------
-    def build(self, in_shapes, rng, dtype) -> None:
+    def build(self, in_shapes, rng, dtype) -> None:  # noqa: B027 (no parameters by default)
         """Create the parameters for inputs of per-sample shapes ``in_shapes``."""
 
     def output_shape(self, in_shapes, dtype):
