@@ -3,7 +3,8 @@
 Each row is one layer of LeNet-5 (28×28×1), the facial-keypoints net2 (96×96×1) or the CIFAR-10
 quick net (32×32×3) at batch 128: convscope's forward then its hand-written backward on NumPy
 (channels-last), against PyTorch's forward then autograd backward (NCHW, its native layout) for the
-same layer, in the same process. Prints medians and the ratio convscope / PyTorch (below 1: faster).
+same layer, in the same process, the two taking turns (benchmarks/timing.py). Prints medians and the
+ratio convscope / PyTorch (below 1: faster).
 
     python benchmarks/ops.py [--batch 128] [--repeats 15]
 """
@@ -12,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from convscope import ops
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from convscope import ops  # noqa: E402
+from timing import interleaved_medians  # noqa: E402
 
 # name, kind, input H×W×D, hyper-parameters (filters H'×W'×K for conv)
 LAYERS = [
@@ -40,17 +44,6 @@ LAYERS = [
     ("cifar10 pool2 avg 3×3 s2", "avg", (16, 16, 32), {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}),
     ("cifar10 conv3 5×5×32×64 pad 2", "conv", (8, 8, 32), {"kernel": (5, 5), "filters": 64, "pad": 2}),
 ]
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def convscope_step(kind, x, params, hyper):
@@ -117,8 +110,9 @@ def main() -> None:
         if kind == "conv":
             w = rng.standard_normal((*hyper["kernel"], shape[-1], hyper["filters"]), dtype=np.float32) * 0.1
             params = (w, np.zeros(hyper["filters"], np.float32))
-        ours = median_time(convscope_step(kind, x, params, hyper), args.repeats)
-        theirs = median_time(torch_step(kind, x, params, hyper), args.repeats)
+        times = interleaved_medians({"ours": convscope_step(kind, x, params, hyper),
+                                     "theirs": torch_step(kind, x, params, hyper)}, args.repeats)
+        ours, theirs = times["ours"], times["theirs"]
         print(f"| {name} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |", flush=True)
 
 

@@ -7,7 +7,8 @@
 - pytorch: the same network as an nn.Module with autograd and torch.optim (benchmarks/
   torch_reference.py), eager, and on a GPU also as PyTorch's own whole-step CUDA graph.
 
-Prints the median time per step and the ratio to PyTorch eager (below 1: faster than PyTorch).
+Prints the median time per step and the ratio to PyTorch eager (below 1: faster than PyTorch); the
+contenders take turns, repeat by repeat (benchmarks/timing.py).
 CUDA timings use CUDA events. With --epoch, also one whole epoch of LeNet-5 on MNIST (60,000 images,
 read with convscope.data from --data-dir).
 
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch_reference  # noqa: E402
 from convscope import zoo  # noqa: E402
 from convscope.train.optim import Nesterov  # noqa: E402
 from convscope.train.step import CudaGraphStep, train_step  # noqa: E402
+from timing import cuda_time, interleaved_medians, wall_time  # noqa: E402
 
 SHAPES = {"lenet5": (28, 28, 1), "keypoints_net2": (96, 96, 1), "cifar10_quick": (32, 32, 3)}
 LR = {"lenet5": 1e-3, "keypoints_net2": 1e-5, "cifar10_quick": 1e-3}  # finite on random data
@@ -46,33 +46,21 @@ def batch(name, n, rng):
     return x, y
 
 
-class Timer:
-    """Median seconds of a call, with CUDA events on a GPU and perf_counter on the CPU."""
+def timed_by(device):
+    """How one call is timed on `device`: CUDA events on a GPU, the wall clock on the CPU."""
+    return cuda_time if device.startswith("cuda") else wall_time
 
-    def __init__(self, device, repeats, warmup=3):
-        self.cuda = device.startswith("cuda")
-        self.repeats, self.warmup = repeats, warmup
 
-    def __call__(self, fn) -> float:
-        for _ in range(self.warmup):
-            fn()
-        if not self.cuda:
-            times = []
-            for _ in range(self.repeats):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            return statistics.median(times)
+def synchronised(fn, device):
+    """fn, then a wait for the GPU on CUDA (warm-up calls must finish before timing starts)."""
+    if not device.startswith("cuda"):
+        return fn
+
+    def call():
+        fn()
         torch.cuda.synchronize()
-        times = []
-        for _ in range(self.repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        return statistics.median(times)
+
+    return call
 
 
 def convscope_step(name, device, x, y, *, graph=False):
@@ -117,7 +105,6 @@ def captured(step, x, y):
 
 def run_table(args) -> None:
     rng = np.random.default_rng(0)
-    timer = Timer(args.device, args.repeats)
     cuda = args.device.startswith("cuda")
     columns = ["convscope-torch", "pytorch"]
     if cuda:
@@ -130,7 +117,7 @@ def run_table(args) -> None:
     for name in args.models:
         for n in args.batches:
             x, y = batch(name, n, rng)
-            times = {}
+            steps = {}
             for column in columns:
                 graph = column.endswith("graph")
                 if column.startswith("pytorch"):
@@ -138,7 +125,8 @@ def run_table(args) -> None:
                 else:
                     device = "numpy" if column == "convscope-numpy" else args.device
                     fn = convscope_step(name, device, x, y, graph=graph)
-                times[column] = timer(fn)
+                steps[column] = synchronised(fn, args.device)
+            times = interleaved_medians(steps, args.repeats, warmup=3, timed=timed_by(args.device))
             base = times["pytorch"]
             ms = " | ".join(f"{times[c] * 1e3:.3f}" for c in columns)
             ratios = " | ".join(f"{times[c] / base:.2f}" for c in columns if c != "pytorch")
@@ -154,15 +142,16 @@ def run_epoch(args) -> None:
     x = ((ds.x.astype(np.float32) - 33.318) / 78.567)
     y = ds.y
     n = len(x) // 128 * 128
-    timer = Timer(args.device, 1, warmup=1)  # the second epoch is timed (the first captures)
     steps = [(x[s:s + 128], y[s:s + 128]) for s in range(0, n, 128)]
-    results = {}
+    epochs = {}
     variants = [("convscope-torch", False), ("pytorch", False)]
     if args.device.startswith("cuda"):
         variants += [("convscope-torch graph", True), ("pytorch graph", True)]
     for label, graph in variants:
         epoch = _pytorch_epoch if label.startswith("pytorch") else _convscope_epoch
-        results[label] = timer(epoch(args.device, steps, graph))
+        epochs[label] = synchronised(epoch(args.device, steps, graph), args.device)
+    # one warm-up epoch each (graphs are captured in it), then the second epoch is timed
+    results = interleaved_medians(epochs, 1, warmup=1, timed=timed_by(args.device))
     print(f"| LeNet-5, one MNIST epoch ({len(steps)} steps of 128) | " +
           " | ".join(f"{k} {v:.2f} s" for k, v in results.items()) + " |")
 

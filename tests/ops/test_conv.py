@@ -8,8 +8,27 @@ from settings import CONV_SETTINGS, TRANSPOSE_SETTINGS, conv_inputs
 from torch_oracle import check_op, conv_reference, conv_transpose_reference
 
 from convscope import ShapeError, ops
+from convscope.backend import numpy_kernels
 from convscope.debug import gradcheck
 from convscope.ops._args import padding
+
+# The NumPy kernels choose among equivalent computations by size (tiles of the last axis against
+# banded filters; dE/dx as a rotated convolution or by col2im). The small test shapes would only
+# reach some of them, so the PyTorch comparisons run under every choice forced.
+STRATEGIES = {
+    "chosen": {},
+    "untiled": {"TILE_FILTERS": 0},
+    "widest-tiles": {"TILE_FILTERS": 10**6},
+    "dx-rotated": {"ROTATED_MIN_CHANNELS": 1},
+    "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6},
+}
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request, monkeypatch):
+    for name, value in STRATEGIES[request.param].items():
+        monkeypatch.setattr(numpy_kernels, name, value)
+    return request.param
 
 
 @pytest.mark.parametrize("name", CONV_SETTINGS)
@@ -22,7 +41,7 @@ def test_conv_gradients_match_numerical(name):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", CONV_SETTINGS)
-def test_conv_matches_pytorch(name, dtype):
+def test_conv_matches_pytorch(name, dtype, strategy):
     x_shape, w_shape, bias, hyper = CONV_SETTINGS[name]
     dims = len(x_shape) - 2
     pads = padding("conv", "pad", hyper.get("pad", 0), dims)
@@ -48,7 +67,7 @@ def test_conv_transpose_gradients_match_numerical(name):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", TRANSPOSE_SETTINGS)
-def test_conv_transpose_matches_pytorch(name, dtype):
+def test_conv_transpose_matches_pytorch(name, dtype, strategy):
     x_shape, w_shape, bias, hyper = TRANSPOSE_SETTINGS[name]
     groups = hyper.get("groups", 1)
     crops = padding("conv_transpose", "crop", hyper.get("crop", 0), len(x_shape) - 2)

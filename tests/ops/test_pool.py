@@ -43,6 +43,26 @@ def test_max_pool_sends_the_gradient_to_the_first_maximum_only():
     assert dx.reshape(2, 2).tolist() == [[1.0, 0.0], [0.0, 0.0]]
 
 
+@pytest.mark.parametrize("name", [*POOL_SETTINGS, "2x2-uneven"])
+def test_max_pool_backward_given_the_maxima_equals_recomputing_them(name):
+    """pool_backward(..., y=pool(x)) skips recomputing the maxima; with ties everywhere (a ReLU's
+    zeros, rounded values) it must still route each window's gradient to its first maximum."""
+    x_shape, hyper = POOL_SETTINGS.get(name, ((2, 9, 7, 3), {"kernel": 2}))
+    rng = np.random.default_rng(1)
+    x = np.maximum(np.round(rng.standard_normal(x_shape)), 0)
+    y = ops.pool(x, **hyper)
+    dy = rng.standard_normal(y.shape)
+    reference = ops.pool_backward(x, dy, **hyper)
+    assert (x == 0).mean() > 0.3
+    np.testing.assert_array_equal(ops.pool_backward(x, dy, **hyper, y=y), reference)
+
+
+def test_pool_backward_rejects_maxima_of_the_wrong_shape():
+    x = np.zeros((2, 4, 4, 3))
+    with pytest.raises(ValueError, match="y must have shape"):
+        ops.pool_backward(x, np.zeros((2, 2, 2, 3)), kernel=2, y=np.zeros((2, 3, 3, 3)))
+
+
 def test_avg_pool_excludes_padded_cells_from_the_count():
     x = np.ones((1, 2, 2, 1))
     y = ops.pool(x, kernel=2, stride=1, pad=1, method="avg")

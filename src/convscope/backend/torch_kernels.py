@@ -105,8 +105,9 @@ def max_pool(x, kernel, stride, pads, out_spatial):
     return from_torch_layout(y)
 
 
-def max_pool_backward(x, dy, kernel, stride, pads):
-    """Routes dE/dy to the first maximum of each window via PyTorch's pooling backward kernel."""
+def max_pool_backward(x, dy, kernel, stride, pads, y=None):
+    """Routes dE/dy to the first maximum of each window via PyTorch's pooling backward kernel, which
+    takes the maxima's positions: they are recomputed, and the maxima y are not needed."""
     y, indices = _max_pool_with_indices(x, kernel, stride, pads)
     xt = _padded(to_torch_layout(x), pads, value=float("-inf"))
     backward = (

@@ -359,10 +359,11 @@ class Pool(Layer):
     method: str = "max"
 
     def forward(self, xs, *, train, rng):
-        return ops.pool(xs[0], **self.hyper()), None
+        y = ops.pool(xs[0], **self.hyper())
+        return y, y  # the maxima, so that backward need not recompute them
 
     def backward(self, xs, aux, dy):
-        return [ops.pool_backward(xs[0], dy, **self.hyper())]
+        return [ops.pool_backward(xs[0], dy, **self.hyper(), y=aux)]
 
     def geometry(self, in_shape):
         dims = len(in_shape) - 1

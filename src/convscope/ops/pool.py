@@ -28,18 +28,26 @@ def pool(x, *, kernel, stride=None, pad=0, method="max"):
     return run(x, kernel_, stride_, pads, out)
 
 
-def pool_backward(x, dy, *, kernel, stride=None, pad=0, method="max"):
+def pool_backward(x, dy, *, kernel, stride=None, pad=0, method="max", y=None):
     """dE/dx of `pool` given dE/dy (N×H''×W''×D).
 
     max: dE/dx_{p,d} = Σ_{windows (i,j) whose first maximum (row-major in the patch) is at p}
          dE/dy_{i,j,d}   (ties go to the first maximum only, as PyTorch does)
     avg: dE/dx_{p,d} = Σ_{windows (i,j) containing p} dE/dy_{i,j,d} / |p_{i,j}|
+
+    y (optional, beyond the contract): the forward's output pool(x, ...). Max pooling on NumPy then
+    finds each window's maximum without recomputing it (the Pool layer passes it); PyTorch's kernel
+    needs the maximum's position, not its value, and ignores it.
     """
     kernel_, stride_, pads, out = _pool_geometry("pool_backward", x, kernel, stride, pad, method)
-    _args.check_same_shape("pool_backward", "dy", (x.shape[0], *out, x.shape[-1]), dy)
+    out_shape = (x.shape[0], *out, x.shape[-1])
+    _args.check_same_shape("pool_backward", "dy", out_shape, dy)
     k = kernels(x)
-    run = k.max_pool_backward if method == "max" else k.avg_pool_backward
-    return run(x, dy, kernel_, stride_, pads)
+    if method == "avg":
+        return k.avg_pool_backward(x, dy, kernel_, stride_, pads)
+    if y is not None:
+        _args.check_same_shape("pool_backward", "y", out_shape, y)
+    return k.max_pool_backward(x, dy, kernel_, stride_, pads, y=y)
 
 
 def _pool_geometry(op, x, kernel, stride, pad, method):
