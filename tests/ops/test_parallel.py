@@ -63,3 +63,14 @@ def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_f
         monkeypatch.undo()
         for a, c in zip(whole, split, strict=True):
             assert relative_error(c, a) < 1e-14
+
+
+def test_relu_on_parallel_parts_is_the_formula(monkeypatch):
+    from convscope.backend import numpy_kernels
+
+    monkeypatch.setattr(numpy_kernels, "SPLIT_ELEMENTWISE", 1)  # split at any size
+    monkeypatch.setattr(parallel, "thread_count", lambda: 3)
+    x, dy = RNG.standard_normal((40, 5, 5, 3)), RNG.standard_normal((40, 5, 5, 3))
+    x[0, 0, 0] = 0.0  # the derivative at 0 is taken as 0
+    np.testing.assert_array_equal(ops.relu(x), np.maximum(x, 0))
+    np.testing.assert_array_equal(ops.relu_backward(x, dy), np.where(x > 0, dy, 0))

@@ -99,6 +99,16 @@ def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups):
     return from_torch_layout(F.pad(dxp, crop) if any(crop) else dxp)
 
 
+def relu(x):
+    """y = max{0, x} (a scalar bound: no tensor made per call on a GPU)."""
+    return torch.clamp(x, min=0)
+
+
+def relu_backward(x, dy):
+    """dE/dx = dE/dy · [x > 0]."""
+    return dy * (x > 0)
+
+
 def max_pool(x, kernel, stride, pads, out_spatial):
     """y_{i,j,d} = max over the window, padded cells −∞ (F.max_pool2d/3d)."""
     y, _ = _max_pool_with_indices(x, kernel, stride, pads)
