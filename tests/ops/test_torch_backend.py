@@ -79,6 +79,30 @@ def test_pool_on_torch_equals_numpy(name, method, dtype):
     assert_backends_agree(ops.pool, ops.pool_backward, [distinct(shape)], dtype, method=method, **hyper)
 
 
+@pytest.mark.parametrize("name", POOL_SETTINGS)
+def test_max_pool_backward_on_torch_given_the_forwards_maxima_equals_numpy(name, monkeypatch):
+    """Given y, the torch kernel routes by the positions its forward found, without pooling again;
+    given a y of other values (x changed in place since), it finds them anew."""
+    from convscope.backend import torch_kernels
+
+    poolings = []
+    pool_with_indices = torch_kernels._max_pool_with_indices
+    monkeypatch.setattr(torch_kernels, "_max_pool_with_indices",
+                        lambda *a: poolings.append(a) or pool_with_indices(*a))
+    shape, hyper = POOL_SETTINGS[name]
+    x = np.maximum(np.round(RNG.standard_normal(shape)), 0)  # ties: a ReLU's zeros, rounded values
+    xt = _torch(x).clone()  # not sharing x's memory: it is changed in place below
+    y = ops.pool(xt, **hyper)
+    dy = RNG.standard_normal(y.shape)
+    expected = ops.pool_backward(x, dy, **hyper)
+    assert relative_error(_numpy(ops.pool_backward(xt, _torch(dy), **hyper, y=y)), expected) < 1e-14
+    assert len(poolings) == 1
+    xt.mul_(-1)
+    flipped = ops.pool_backward(-x, dy, **hyper)
+    assert relative_error(_numpy(ops.pool_backward(xt, _torch(dy), **hyper, y=y)), flipped) < 1e-14
+    assert len(poolings) == 2
+
+
 GAMMA, BETA, LABELS = RNG.standard_normal(6), RNG.standard_normal(6), RNG.integers(0, 6, (2, 5, 4))
 MASK = RNG.random(X.shape) > 0.2
 ELEMENTWISE = {

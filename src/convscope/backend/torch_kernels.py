@@ -18,6 +18,7 @@ import functools
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from convscope.backend.numpy_kernels import window_counts
 
@@ -110,16 +111,23 @@ def relu_backward(x, dy):
 
 
 def max_pool(x, kernel, stride, pads, out_spatial):
-    """y_{i,j,d} = max over the window, padded cells −∞ (F.max_pool2d/3d)."""
-    y, _ = _max_pool_with_indices(x, kernel, stride, pads)
-    return from_torch_layout(y)
+    """y_{i,j,d} = max over the window, padded cells −∞ (F.max_pool2d/3d). The maxima's positions
+    are kept with y (see max_pool_backward)."""
+    xt, y, indices = _max_pool_with_indices(x, kernel, stride, pads)
+    y = from_torch_layout(y)
+    _POOLED[y] = (kernel, stride, pads, _identity(x), xt, indices)
+    return y
 
 
 def max_pool_backward(x, dy, kernel, stride, pads, y=None):
     """Routes dE/dy to the first maximum of each window via PyTorch's pooling backward kernel, which
-    takes the maxima's positions: they are recomputed, and the maxima y are not needed."""
-    y, indices = _max_pool_with_indices(x, kernel, stride, pads)
-    xt = _padded(to_torch_layout(x), pads, value=float("-inf"))
+    takes the maxima's positions. Given the forward's y, the positions that forward found are used;
+    otherwise the pooling is computed again to find them (a second max-pool kernel per step)."""
+    kept = _POOLED.get(y) if y is not None else None
+    if kept is not None and kept[:4] == (kernel, stride, pads, _identity(x)):
+        xt, indices = kept[4:]
+    else:
+        xt, _, indices = _max_pool_with_indices(x, kernel, stride, pads)
     backward = (
         torch.ops.aten.max_pool2d_with_indices_backward
         if x.ndim == 4
@@ -132,10 +140,21 @@ def max_pool_backward(x, dy, kernel, stride, pads, y=None):
     return from_torch_layout(F.pad(dxp, crop) if any(crop) else dxp)
 
 
+# max_pool's output → (kernel, stride, pads, input identity, padded input, maxima positions), kept
+# while the output lives
+_POOLED = WeakIdKeyDictionary()
+
+
+def _identity(x):
+    """Where x's data lives, its shape and strides, and its in-place version: the same identity
+    means the same values."""
+    return x.data_ptr(), tuple(x.shape), x.stride(), x._version
+
+
 def _max_pool_with_indices(x, kernel, stride, pads):
     xt = _padded(to_torch_layout(x), pads, value=float("-inf"))
     pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
-    return pool(xt, kernel, stride, return_indices=True)
+    return xt, *pool(xt, kernel, stride, return_indices=True)
 
 
 def avg_pool(x, kernel, stride, pads, out_spatial):

@@ -30,12 +30,16 @@ def softmax_log_loss(x, labels, *, weights=None):
     shifted = x - xp.max(x, axis=-1, keepdims=True)
     log_z = xp.log(xp.sum(xp.exp(shifted), axis=-1))
     per_position = log_z - xp.sum(shifted * onehot, axis=-1)
+    if omega is None:  # every ω_c = 1: the plain mean
+        return xp.mean(per_position)
     return xp.sum(omega * per_position) / xp.sum(omega)
 
 
 def softmax_log_loss_backward(x, labels, dy=1.0, *, weights=None):
     """dE/dx_{i,j,d} = dE/dy · ω_c (p_{i,j,d} − [d = c]) / Σ ω_c, p = softmax(x)."""
     xp, onehot, omega = _classes("softmax_log_loss_backward", x, labels, weights)
+    if omega is None:  # every ω_c = 1
+        return (softmax(x) - onehot) * (dy / math.prod(labels.shape))
     scale = dy * omega / xp.sum(omega)
     return (softmax(x) - onehot) * scale[..., None]
 
@@ -59,7 +63,8 @@ def l2_loss_backward(x, target, dy=1.0, *, mask=None):
 
 
 def _classes(op, x, labels, weights):
-    """The namespace, one-hot labels (x's shape) and per-position class weights ω (labels' shape)."""
+    """The namespace, one-hot labels (x's shape) and per-position class weights ω (labels' shape;
+    None without `weights`, when every ω is 1)."""
     xp = array_namespace(x)
     if getattr(x, "ndim", 0) < 2:
         raise ShapeError(f"{op}: logits must be N×C or N×H×W×C, got {describe_shape(x.shape)}")
@@ -79,7 +84,7 @@ def _classes(op, x, labels, weights):
         )
     onehot = xp.astype(labels[..., None] == xp.arange(classes, device=_device(x)), x.dtype)
     if weights is None:
-        return xp, onehot, xp.ones(labels.shape, dtype=x.dtype, device=_device(x))
+        return xp, onehot, None
     if tuple(weights.shape) != (classes,):
         raise ShapeError(f"{op}: weights must have one entry per class, shape ({classes},)")
     return xp, onehot, xp.sum(onehot * weights, axis=-1)
