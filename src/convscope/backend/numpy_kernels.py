@@ -350,7 +350,10 @@ def _conv_backward_data_rotated(dy, w, pads, dilate, groups, *, out):
 
 def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
     """dE/dx = col2im(dy · fᵀ), block by block: the column gradient of a block, one product per
-    group (against the banded filters for tiles), is added back over the windows."""
+    group (against the banded filters for tiles), is added back over the windows. With one
+    channel per group and no tiles it is computed offset-major, (H'W') × M as im2col lays such
+    columns out, and added back one kernel offset at a time, each a run of whole output rows (the
+    keypoints net's conv1, D = 1: 31 ms against 73 ms window by window)."""
     out_spatial, d_g = dy.shape[1:-1], out.shape[-1] // groups
     tile = tile_width(out_spatial[-1], w.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
@@ -361,10 +364,16 @@ def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
         band = (i1 - i0, *out_t[1:])
         target = dxp[n0:n1, i0 * stride[0] :]
         for g, (dy_g, f_g) in enumerate(zip(per_group(dy[n0:n1, i0:i1], groups, tile), filters)):
+            part = target[..., g * d_g : (g + 1) * d_g]
+            if d_g == 1 and tile == 1:
+                dcols = workspace.buffer("conv.dcols", (columns, dy_g.shape[0]), dxp.dtype)
+                np.matmul(f_g, dy_g.T, out=dcols)
+                scatter_add_offsets(part, dcols.reshape(columns, n1 - n0, *band, 1), kernel_t, stride_t,
+                                    dilate)
+                continue
             dcols = workspace.buffer("conv.dcols", (dy_g.shape[0], columns), dxp.dtype)
             np.matmul(dy_g, f_g.T, out=dcols)
-            scatter_add_windows(target[..., g * d_g : (g + 1) * d_g],
-                                dcols.reshape(n1 - n0, *band, *kernel_t, d_g), stride_t, dilate)
+            scatter_add_windows(part, dcols.reshape(n1 - n0, *band, *kernel_t, d_g), stride_t, dilate)
     return crop_into(dxp, pads, out)
 
 
@@ -386,6 +395,18 @@ def scatter_add_windows(target, cols, stride, dilate) -> None:
         for phase in range(phases):
             where = (slice(None), *(slice(None),) * (spatial - 1), slice(phase, None, phases), *lead)
             view[where] += cols[where]
+
+
+def scatter_add_offsets(target, per_offset, kernel, stride, dilate) -> None:
+    """target[n, S·i + dil·h, …] += per_offset[h, n, i, …] for every kernel offset h (col2im from
+    offset-major columns)."""
+    out_spatial = per_offset.shape[2:-1]
+    for tap, offset in enumerate(product(*map(range, kernel))):
+        where = tuple(
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offset, dilate, stride, out_spatial)
+        )
+        target[(slice(None), *where)] += per_offset[tap]
 
 
 def window_slices(out_spatial, kernel, stride):
