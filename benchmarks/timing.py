@@ -2,17 +2,22 @@
 
 The 2-core development VM is shared and noisy (a table timed contender after contender moved by
 up to ±30 % between runs): when each round times every contender in turn, a burst of load slows
-all of them alike and the ratios hold still even when the milliseconds don't. Each turn starts
-with an untimed call, so that no contender is timed on the heels of another: right after a
-PyTorch call its OpenMP threads still spin for a while, and a NumPy layer timed then took up to
-twice as long (LeNet-5's pool1: 2.0–2.3× PyTorch timed straight after it, 1.3–1.8× after a
-pause).
+all of them alike and the ratios hold still even when the milliseconds don't.
+
+No contender may be timed on the heels of another: after each parallel region PyTorch's OpenMP
+threads keep spinning for a few milliseconds, taking the cores from whatever runs next (LeNet-5's
+pool1 in NumPy: 4.2 ms alone, 8.1 ms straight after a PyTorch call, 5.4 ms after one more untimed
+call of its own). So each turn first pauses PAUSE seconds, for the spinning to stop, then makes one
+untimed call, to wake the contender's own threads as a training loop keeps them awake, and times
+the next.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+
+PAUSE = 0.01  # seconds: longer than the OpenMP threads of the previous contender spin
 
 
 def wall_time(fn) -> float:
@@ -36,13 +41,15 @@ def cuda_time(fn) -> float:
 
 def interleaved_medians(fns: dict, repeats: int, *, warmup: int = 2, timed=wall_time) -> dict:
     """{name: median seconds} of each call in fns, timed in turns: warm-up calls first, then
-    `repeats` rounds in which every call runs twice in a row and the second run is timed."""
+    `repeats` rounds in which every call, after a pause, runs twice in a row and the second run is
+    timed."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            fn()  # settles what the previous contender left running
+            time.sleep(PAUSE)
+            fn()
             times[name].append(timed(fn))
     return {name: statistics.median(t) for name, t in times.items()}
