@@ -3,8 +3,9 @@
 Each row is one layer of LeNet-5 (28×28×1), the facial-keypoints net2 (96×96×1) or the CIFAR-10
 quick net (32×32×3) at batch 128: convscope's forward then its hand-written backward on NumPy
 (channels-last), against PyTorch's forward then autograd backward (NCHW, its native layout) for the
-same layer, in the same process, the two taking turns (benchmarks/timing.py). Prints medians and the
-ratio convscope / PyTorch (below 1: faster).
+same layer, in the same process, the two taking turns (benchmarks/timing.py). Max pooling's backward
+is given the forward's output, as convscope's Pool layer gives it (PyTorch's keeps the forward's
+argmax positions). Prints medians and the ratio convscope / PyTorch (below 1: faster).
 
     python benchmarks/ops.py [--batch 128] [--repeats 15]
 """
@@ -56,7 +57,12 @@ def convscope_step(kind, x, params, hyper):
         return lambda: ops.lrn_backward(x, ops.lrn(x, size=hyper["size"]), size=hyper["size"])
     pool = {"kernel": hyper["kernel"], "stride": hyper.get("stride"), "pad": hyper.get("pad", 0),
             "method": kind}
-    return lambda: ops.pool_backward(x, ops.pool(x, **pool), **pool)
+
+    def run():
+        y = ops.pool(x, **pool)
+        return ops.pool_backward(x, y, **pool, y=y if kind == "max" else None)  # as the Pool layer
+
+    return run
 
 
 def torch_step(kind, x, params, hyper):
