@@ -18,7 +18,7 @@ from convscope.ops._args import padding
 STRATEGIES = {
     "chosen": {},
     "untiled": {"TILE_FILTERS": 0},
-    "widest-tiles": {"TILE_FILTERS": 10**6},
+    "widest-tiles": {"TILE_FILTERS": 10**6, "TILE_CHANNELS": 10**6},
     "dx-rotated": {"ROTATED_MIN_CHANNELS": 1},
     "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6},
 }

@@ -65,17 +65,22 @@ def window_view(a, out_spatial, kernel, stride, dilate, *, batch_axes=1, writeab
     return np.lib.stride_tricks.as_strided(a, shape, strides, writeable=writeable)
 
 
-TILE_FILTERS = 48  # tile·K at most: wider tiles waste more products on the band's zeros than they gain
+TILE_FILTERS = 80  # tile·K at most: wider tiles waste more products on the band's zeros than they gain
+TILE_CHANNELS = 32  # inputs with this many channels or more are not tiled
 
 
-def tile_width(out_width: int, filters: int, groups: int, dilate_last: int) -> int:
+def tile_width(out_width: int, filters: int, channels: int, groups: int, dilate_last: int) -> int:
     """Outputs along the last spatial axis computed by one im2col row: the largest divisor of W''
-    with tile·K ≤ TILE_FILTERS (1 for grouped or dilated convolutions, and for K > TILE_FILTERS / 2).
+    with tile·K ≤ TILE_FILTERS, for inputs with fewer than TILE_CHANNELS channels (1 for grouped or
+    dilated convolutions).
 
-    LeNet-5's conv1 (K = 6, W'' = 28) takes tiles of 7: its forward went from 2.3 to 1.6 ms and
-    conv2 (K = 16, tiles of 2) from 1.5 to 0.8 ms on one core; K ≥ 32 gained nothing.
+    Tiles lengthen both sides of a narrow product. LeNet-5's conv1 (D = 1, K = 6, tiles of 7):
+    forward 2.3 → 1.6 ms on one core; conv2 (D = 6, K = 16, tiles of 5): dE/dx 6.1 → 3.9 ms;
+    CIFAR-10's conv1 (D = 3, K = 32, tiles of 2): forward, dE/df and dE/dx 15.2, 16.3, 33.3 →
+    14.0, 14.4, 27.8 ms. With 32 input channels the columns are already long and tiles of 2 were
+    5–10 % slower (CIFAR-10's conv2).
     """
-    if groups != 1 or dilate_last != 1:
+    if groups != 1 or dilate_last != 1 or channels >= TILE_CHANNELS:
         return 1
     fitting = [t for t in range(1, out_width + 1) if out_width % t == 0 and t * filters <= TILE_FILTERS]
     return max(fitting, default=1)
@@ -270,7 +275,7 @@ def _batchwise(serial, shape, dtype, batched, *rest) -> np.ndarray:
 def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bias=None) -> np.ndarray:
     """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}: per block of output
     rows, im2col then one GEMM per group (tiles of the last axis against the banded filters)."""
-    tile = tile_width(out_spatial[-1], w.shape[-1], groups, dilate[-1])
+    tile = tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
     filters = filter_matrices(w, groups, tile, stride[-1])
@@ -291,7 +296,7 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
 def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
     """dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d} = Σ_blocks colsᵀ · dy
     (for tiles, the gradient of the banded matrix, folded back onto the filter taps)."""
-    tile = tile_width(dy.shape[-2], w_shape[-1], groups, dilate[-1])
+    tile = tile_width(dy.shape[-2], w_shape[-1], x.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(dy.shape[1:-1], w_shape[:-2], stride, tile)
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
     columns = int(np.prod(kernel_t)) * w_shape[-2]
@@ -355,7 +360,7 @@ def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
     columns out, and added back one kernel offset at a time, each a run of whole output rows (the
     keypoints net's conv1, D = 1: 31 ms against 73 ms window by window)."""
     out_spatial, d_g = dy.shape[1:-1], out.shape[-1] // groups
-    tile = tile_width(out_spatial[-1], w.shape[-1], groups, dilate[-1])
+    tile = tile_width(out_spatial[-1], w.shape[-1], out.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
     columns = int(np.prod(kernel_t)) * d_g
     dxp = padded_target(out, pads, "conv.dx")
