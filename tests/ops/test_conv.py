@@ -181,3 +181,17 @@ def test_input_grad_false_skips_only_dx(forward_backward, inputs, hyper):
     partial = forward_backward(*inputs, dy, input_grad=False, **hyper)
     assert partial[0] is None
     assert np.array_equal(partial[1], full[1]) and np.array_equal(partial[2], full[2])
+
+
+def test_geometry_checks_are_memoised_and_still_reject_bad_calls_every_time():
+    """The shape checks are cached by shape and hyper-parameters; a failing check is never cached."""
+    from convscope.ops.conv import _conv_geometry
+
+    x, w = np.zeros((2, 7, 7, 3)), np.zeros((3, 3, 3, 4))
+    first = _conv_geometry("conv", x, w, None, 2, (1, 0, 1, 0), 1, 1)
+    assert _conv_geometry("conv", np.ones((2, 7, 7, 3)), w, None, 2, (1, 0, 1, 0), 1, 1) is first
+    assert first[-1] == (3, 3)  # 1 + (7 + 1 − 3) // 2
+    assert _conv_geometry("conv", x, w, None, 2, [1, 0, 1, 0], 1, 1) == first  # a list: not cached
+    for _ in range(2):
+        with pytest.raises(ShapeError, match="channels"):
+            ops.conv(np.zeros((2, 7, 7, 2)), w)

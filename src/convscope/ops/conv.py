@@ -106,6 +106,7 @@ def bias_gradient(dy, b):
     return flat.sum(0)
 
 
+@_args.cached_by_shape(arrays=3)
 def _conv_geometry(op, x, w, b, stride, pad, dilate, groups):
     """Checked (stride, pads, dilate, groups, output spatial sizes) of a convolution."""
     dims = _check_filters(op, x, w, b, groups, channels_in=x.shape[-1] if x.ndim else 0)
@@ -122,6 +123,7 @@ def _conv_geometry(op, x, w, b, stride, pad, dilate, groups):
     return stride_, pads, dilate_, groups, out
 
 
+@_args.cached_by_shape(arrays=3)
 def _transpose_geometry(op, x, w, b, stride, crop, dilate, groups):
     """Checked (stride, crops, dilate, groups, output spatial sizes) of a transposed convolution."""
     dims = _check_filters(op, x, w, None, groups, channels_in=None)

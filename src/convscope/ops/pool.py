@@ -50,6 +50,7 @@ def pool_backward(x, dy, *, kernel, stride=None, pad=0, method="max", y=None):
     return k.max_pool_backward(x, dy, kernel_, stride_, pads, y=y)
 
 
+@_args.cached_by_shape(arrays=1)
 def _pool_geometry(op, x, kernel, stride, pad, method):
     dims = _args.spatial_dims(op, x)
     if method not in METHODS:
