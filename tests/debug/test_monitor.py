@@ -107,3 +107,16 @@ def test_a_learning_rate_100x_too_large_diverges_and_is_called_so(make_trainer, 
     findings = diagnose(bad.history, monitor.records, error=error)
     assert [f.kind for f in findings] == ["lr_too_high"]
     assert "diverged" in findings[0].message or "exploded" in findings[0].message
+
+
+def test_dead_units_are_channels_that_never_fire_anywhere():
+    """A position that is 0 on every sample (an empty image margin) does not make a filter dead:
+    the filter is shared and learns where it fires. A channel 0 everywhere is dead."""
+    from convscope.debug import stats
+
+    y = np.ones((4, 5, 5, 4))
+    y[:, 0, :, :] = 0  # the top row of every channel never fires: 20 % of the positions
+    y[..., 1] = 0  # channel 1 never fires anywhere
+    assert stats.dead_fraction(y) == 0.25
+    assert stats.dead_fraction(np.maximum(np.eye(3) - 1, 0)) == 1.0  # N×K: every unit 0
+    assert stats.dead_fraction(np.array([[0.0, 2.0], [0.0, 0.0]])) == 0.5

@@ -14,11 +14,11 @@ Every K-th batch (default: 4 times per epoch) it writes one JSON line per layer 
     warnings                                                        what :mod:`rules` found
 
 where t = epoch + b/B is the time in epochs, ``act_zero`` the fraction of zeros after a ReLU,
-``act_dead`` the fraction of its units that are 0 on the whole batch, ``act_saturated`` the
-fraction of a sigmoid's or tanh's outputs in its flat tails, and the update ratio is that of the
-optimiser step just taken (ω is snapshotted one batch earlier). Every batch, the :class:`Probe`
-checks each forward value and each gradient for NaN and Inf and stops the run at the first one,
-before the update, naming the layer.
+``act_dead`` the fraction of its channels (filters) that are 0 at every position of the whole
+batch, ``act_saturated`` the fraction of a sigmoid's or tanh's outputs in its flat tails, and the
+update ratio is that of the optimiser step just taken (ω is snapshotted one batch earlier). Every
+batch, the :class:`Probe` checks each forward value and each gradient for NaN and Inf and stops
+the run at the first one, before the update, naming the layer.
 """
 
 from __future__ import annotations

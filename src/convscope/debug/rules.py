@@ -4,7 +4,8 @@
   the last layer with weights, i.e. the gradient fell by orders of magnitude on its way back to the
   input (Bengio, Simard & Frasconi 1994, the lecture's [2]);
 - exploding gradients: above ``exploding`` (1e3) times it;
-- dead ReLU layer: more than ``dead`` (half) of its units are 0 for every sample of the batch;
+- dead ReLU layer: more than ``dead`` (half) of its channels are 0 at every position for every
+  sample of the batch (their filters get no gradient);
 - saturated sigmoid/tanh layer: more than ``saturated`` (half) of its outputs in the flat tails;
 - update ratio ‖Δω‖/‖ω‖ far from ~1e-3: below ``update_low`` or above ``update_high``.
 
@@ -63,8 +64,8 @@ def unit_warnings(row, limits: Thresholds) -> list[dict]:
     dead, saturated = row.get("act_dead"), row.get("act_saturated")
     if dead is not None and dead > limits.dead:
         out.append(_warning("dead_relu", row["layer"],
-                            f"{100 * dead:.0f}% of its units are 0 for every sample of the batch "
-                            f"(no gradient passes them); lower the learning rate, use He "
+                            f"{100 * dead:.0f}% of its channels are 0 everywhere on the batch (no "
+                            f"gradient reaches their filters); lower the learning rate, use He "
                             f"initialisation or a leaky ReLU"))
     if saturated is not None and saturated > limits.saturated:
         out.append(_warning("saturated", row["layer"],
