@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU session of issue 5, as one script for the device machine (run from the repo root):
 # install the pure-Python wheels the image lacks (carried in .whl), check the CUDA results against
-# NumPy, then time the training steps. Outputs go to $OUT (or ./gpu_out).
+# NumPy, then time the training steps. Outputs go to $OUT (or ./gpu_out). benchmarks/gpu_prepare.sh
+# makes .whl and local_data on the development machine first.
 set -uo pipefail
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
