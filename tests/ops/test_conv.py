@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from settings import CONV_SETTINGS, TRANSPOSE_SETTINGS, conv_inputs
 from torch_oracle import check_op, conv_reference, conv_transpose_reference
 
-from convscope import ShapeError, ops
+from convscope import ConfigError, ShapeError, ops
 from convscope.backend import numpy_kernels
 from convscope.debug import gradcheck
 from convscope.ops._args import padding
@@ -195,3 +195,7 @@ def test_geometry_checks_are_memoised_and_still_reject_bad_calls_every_time():
     for _ in range(2):
         with pytest.raises(ShapeError, match="channels"):
             ops.conv(np.zeros((2, 7, 7, 2)), w)
+    ops.conv(x, w, stride=1, groups=1)
+    for bad in ({"stride": 1.0}, {"stride": True}, {"stride": (1, 1.0)}):  # equal to 1, not ints
+        with pytest.raises(ConfigError, match="stride"):
+            ops.conv(x, w, **bad)

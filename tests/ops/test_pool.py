@@ -57,10 +57,11 @@ def test_max_pool_backward_given_the_maxima_equals_recomputing_them(name):
     np.testing.assert_array_equal(ops.pool_backward(x, dy, **hyper, y=y), reference)
 
 
-def test_pool_backward_rejects_maxima_of_the_wrong_shape():
+@pytest.mark.parametrize("method", ["max", "avg"])
+def test_pool_backward_rejects_a_forward_output_of_the_wrong_shape(method):
     x = np.zeros((2, 4, 4, 3))
     with pytest.raises(ValueError, match="y must have shape"):
-        ops.pool_backward(x, np.zeros((2, 2, 2, 3)), kernel=2, y=np.zeros((2, 3, 3, 3)))
+        ops.pool_backward(x, np.zeros((2, 2, 2, 3)), kernel=2, method=method, y=np.zeros((2, 3, 3, 3)))
 
 
 def test_avg_pool_excludes_padded_cells_from_the_count():

@@ -28,8 +28,8 @@ def spatial_dims(op: str, x) -> int:
 
 def per_axis(op: str, name: str, value, dims: int, *, minimum: int) -> tuple[int, ...]:
     """An int or a sequence of `dims` ints, each >= minimum, as a tuple of length dims."""
-    values = (value,) * dims if _is_int(value) else tuple(value)
-    if len(values) != dims or not all(_is_int(v) for v in values):
+    values = (value,) * dims if _is_int(value) else _as_tuple(value)
+    if values is None or len(values) != dims or not all(_is_int(v) for v in values):
         raise ConfigError(f"{op}: {name} must be an int or {dims} ints, got {value!r}")
     if any(v < minimum for v in values):
         raise ConfigError(f"{op}: {name} must be >= {minimum} on every axis, got {value!r}")
@@ -38,8 +38,8 @@ def per_axis(op: str, name: str, value, dims: int, *, minimum: int) -> tuple[int
 
 def padding(op: str, name: str, value, dims: int) -> tuple[tuple[int, int], ...]:
     """Padding as ((before, after), ...) per spatial axis from an int, dims ints or 2·dims ints."""
-    values = (value,) if _is_int(value) else tuple(value)
-    if not all(_is_int(v) for v in values) or len(values) not in (1, dims, 2 * dims):
+    values = (value,) if _is_int(value) else _as_tuple(value)
+    if values is None or not all(_is_int(v) for v in values) or len(values) not in (1, dims, 2 * dims):
         raise ConfigError(
             f"{op}: {name} must be an int, {dims} ints (one per spatial axis) or {2 * dims} ints "
             f"(before, after for each axis), got {value!r}"
@@ -85,8 +85,16 @@ def check_same_shape(op: str, name: str, expected, given) -> None:
         )
 
 
+def _as_tuple(value) -> tuple | None:
+    """A sequence as a tuple; None for a single non-int (a float stride) or anything else."""
+    try:
+        return tuple(value)
+    except TypeError:
+        return None
+
+
 def _is_int(v) -> bool:
-    return isinstance(v, int) or (hasattr(v, "__index__") and not isinstance(v, bool | float))
+    return not isinstance(v, bool | float) and (isinstance(v, int) or hasattr(v, "__index__"))
 
 
 def cached_by_shape(arrays: int):
@@ -94,26 +102,39 @@ def cached_by_shape(arrays: int):
     arguments' shapes (None allowed) and the hyper-parameters after them.
 
     A training loop repeats the same checks every step: on PyTorch tensors, where the kernels run
-    asynchronously, they took about a tenth of a LeNet-5 step's host time. Failures are not cached,
-    so a bad call raises every time; arguments without a shape or with unhashable
-    hyper-parameters (a list) are checked without the cache.
+    asynchronously, they took about a tenth of a LeNet-5 step's host time. The hyper-parameters are
+    keyed with their types, so a stride of 1.0 or True is checked (and refused) even after a stride
+    of 1 passed. Failures are not cached, so a bad call raises every time; arguments without a
+    shape or with unhashable hyper-parameters (a list) are checked without the cache.
     """
     def decorate(geometry):
-        @functools.lru_cache(maxsize=1024)
-        def from_shapes(op, shapes, hyper):
-            return geometry(op, *(None if s is None else _Shape(s) for s in shapes), *hyper)
+        known = {}
 
         @functools.wraps(geometry)
         def check(op, *args):
             try:
                 shapes = tuple(None if a is None else tuple(a.shape) for a in args[:arrays])
-                return from_shapes(op, shapes, args[arrays:])
+                key = (op, shapes, _typed(args[arrays:]))
+                hash(key)
             except (AttributeError, TypeError):
                 return geometry(op, *args)
+            if key not in known:
+                if len(known) >= 1024:
+                    known.clear()
+                stand_ins = (None if s is None else _Shape(s) for s in shapes)
+                known[key] = geometry(op, *stand_ins, *args[arrays:])
+            return known[key]
 
         return check
 
     return decorate
+
+
+def _typed(value):
+    """A hashable key of a hyper-parameter that tells 1, 1.0 and True apart, also inside tuples."""
+    if isinstance(value, tuple):
+        return tuple, tuple(_typed(v) for v in value)
+    return type(value), value
 
 
 class _Shape:

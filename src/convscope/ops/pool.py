@@ -42,11 +42,11 @@ def pool_backward(x, dy, *, kernel, stride=None, pad=0, method="max", y=None):
     kernel_, stride_, pads, out = _pool_geometry("pool_backward", x, kernel, stride, pad, method)
     out_shape = (x.shape[0], *out, x.shape[-1])
     _args.check_same_shape("pool_backward", "dy", out_shape, dy)
+    if y is not None:
+        _args.check_same_shape("pool_backward", "y", out_shape, y)
     k = kernels(x)
     if method == "avg":
         return k.avg_pool_backward(x, dy, kernel_, stride_, pads)
-    if y is not None:
-        _args.check_same_shape("pool_backward", "y", out_shape, y)
     return k.max_pool_backward(x, dy, kernel_, stride_, pads, y=y)
 
 
