@@ -251,3 +251,15 @@ def test_backward_without_input_gradients_gives_the_same_parameter_gradients():
     assert "input" in full and "input" not in lean
     for k, p in net.params(learnable_only=True).items():
         assert np.array_equal(p.grad, grads[k]), k
+
+
+def test_a_changed_hyper_parameter_reaches_the_op():
+    """Layers keep their op keywords between calls; changing a field must not leave them stale."""
+    pool, conv = Pool(2), Conv(2, 3, pad=1)
+    x = np.random.default_rng(0).standard_normal((1, 6, 6, 1))
+    conv.build([(6, 6, 1)], np.random.default_rng(0), np.float64)
+    assert pool.forward([x], train=False, rng=None)[0].shape == (1, 3, 3, 1)
+    assert conv.forward([x], train=False, rng=None)[0].shape == (1, 6, 6, 2)
+    pool.kernel, conv.pad = 3, 0
+    assert pool.forward([x], train=False, rng=None)[0].shape == (1, 2, 2, 1)
+    assert conv.forward([x], train=False, rng=None)[0].shape == (1, 4, 4, 2)

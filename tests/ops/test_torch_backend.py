@@ -71,12 +71,48 @@ def test_conv_transpose_on_torch_equals_numpy(name, dtype):
     assert_backends_agree(ops.conv_transpose, ops.conv_transpose_backward, inputs, dtype, **hyper)
 
 
+@pytest.mark.parametrize("name", ["stride2-asymmetric-pad", "5x5-odd", "3d"])
+def test_conv_backward_on_torch_without_input_gradient(name):
+    """input_grad=False: no dE/dx, the same dE/df and dE/db (one PyTorch call for all three)."""
+    x_shape, w_shape, bias, hyper = CONV_SETTINGS[name]
+    inputs = conv_inputs(x_shape, w_shape, bias, w_shape[-1])
+    dy = RNG.standard_normal(ops.conv(*inputs, **hyper).shape)
+    full = ops.conv_backward(*inputs, dy, **hyper)
+    lean = ops.conv_backward(*[_torch(a) for a in inputs], _torch(dy), **hyper, input_grad=False)
+    assert lean[0] is None
+    for ours, theirs in zip(_flat(full[1:]), _flat(lean[1:]), strict=True):
+        assert relative_error(_numpy(theirs), ours) < TOLERANCE[np.float64]
+
+
+@pytest.fixture(params=["padding as chosen", "explicit padding"])
+def pool_padding(request, monkeypatch):
+    """Pooling on torch with PyTorch's own padding where it fits (as chosen), or always padding x
+    explicitly and cropping dE/dx."""
+    from convscope.backend import torch_kernels
+
+    if request.param == "explicit padding":
+        monkeypatch.setattr(torch_kernels, "_native_padding", lambda *args: None)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", ["max", "avg"])
 @pytest.mark.parametrize("name", POOL_SETTINGS)
-def test_pool_on_torch_equals_numpy(name, method, dtype):
+def test_pool_on_torch_equals_numpy(name, method, dtype, pool_padding):
     shape, hyper = POOL_SETTINGS[name]
     assert_backends_agree(ops.pool, ops.pool_backward, [distinct(shape)], dtype, method=method, **hyper)
+
+
+def test_pytorch_pads_the_pooling_itself_where_its_windows_are_the_same():
+    """PyTorch pads P ≤ H'/2 on both sides; more padding after is its ceil mode where the output
+    sizes agree; otherwise convscope pads (None)."""
+    from convscope.backend.torch_kernels import _native_padding
+
+    assert _native_padding((8, 8), (3, 3), (2, 2), ((1, 1), (1, 1)), (4, 4)) == ((1, 1), False)
+    assert _native_padding((8, 7), (3, 3), (2, 2), ((0, 1), (0, 1)), (4, 3)) == ((0, 0), True)
+    assert _native_padding((7, 8), (3, 3), (2, 2), ((1, 1), (0, 1)), (4, 4)) == ((1, 0), True)
+    assert _native_padding((8, 8), (3, 3), (2, 2), ((1, 0), (1, 0)), (4, 4)) is None  # more before
+    assert _native_padding((8, 8), (3, 3), (1, 1), ((2, 2), (2, 2)), (10, 10)) is None  # P > H'/2
+    assert _native_padding((8, 8), (2, 2), (1, 1), ((0, 2), (0, 2)), (9, 9)) is None  # ceil: 8 × 8
 
 
 @pytest.mark.parametrize("name", POOL_SETTINGS)

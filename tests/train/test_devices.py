@@ -75,3 +75,30 @@ def test_devices_are_checked_with_clear_errors():
         validate({**DEFAULTS, "device": "cpu", "cuda_graph": True})
     with pytest.raises(ConfigError, match="net.to\\('cuda'\\)"):
         CudaGraphStep(zoo.lenet5().to("cpu"), Nesterov())
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer):
+    """The torch update groups parameters by learning-rate factor and applies each weight-decay
+    factor to its own parameters; it must equal NumPy's update parameter by parameter."""
+    from convscope.nn.parameter import Parameter
+    from convscope.train.optim import make_optimizer
+
+    rng = np.random.default_rng(4)
+    factors = [(1.0, 1.0), (1.0, 0.0), (0.1, 2.0), (0.1, 1.0), (1.0, 2.0)]  # (c_η, c_λ)
+    values = [rng.standard_normal((3, 2)) for _ in factors]
+    grads = [[rng.standard_normal((3, 2)) for _ in factors] for _ in range(3)]
+    results = {}
+    for device in ("numpy", "torch"):
+        wrap = torch.from_numpy if device == "torch" else np.copy
+        params = {f"p{i}": Parameter(wrap(v.copy()), lr_factor=lr, decay_factor=decay)
+                  for i, (v, (lr, decay)) in enumerate(zip(values, factors, strict=True))}
+        opt = make_optimizer(optimizer, lr=0.1, weight_decay=0.01)
+        for step in grads:
+            for p, g in zip(params.values(), step, strict=True):
+                p.grad = wrap(g.copy())
+            opt.step(params)
+        results[device] = [np.asarray(p.value) for p in params.values()]
+    for a, b in zip(results["numpy"], results["torch"], strict=True):
+        assert np.max(np.abs(a - b)) < 1e-14
+    assert not np.allclose(results["numpy"][1], values[1])

@@ -26,7 +26,18 @@ __all__ = [
 
 
 def kernels(x) -> ModuleType:
-    """The kernel module for x's array type: NumPy arrays or PyTorch tensors."""
+    """The kernel module for x's array type: NumPy arrays or PyTorch tensors (looked up by type
+    after the first call: it is asked several times per layer and step)."""
+    module = _KERNELS_BY_TYPE.get(type(x))
+    if module is None:
+        module = _KERNELS_BY_TYPE[type(x)] = _kernels_for(x)
+    return module
+
+
+_KERNELS_BY_TYPE: dict[type, ModuleType] = {}
+
+
+def _kernels_for(x) -> ModuleType:
     if is_torch_array(x):
         from convscope.backend import torch_kernels
 

@@ -75,11 +75,27 @@ def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None):
     return from_torch_layout(y)
 
 
+def conv_backward(x, w, dy, stride, pads, dilate, groups, *, input_grad, bias):
+    """(dE/dx or None, dE/df, dE/db or None) from one call of PyTorch's convolution backward
+    kernel; symmetric padding is passed to the kernel, other padding is applied to x and the
+    padded margin cropped from dE/dx."""
+    dims = len(stride)
+    xt, padding, margins = to_torch_layout(x), _symmetric(pads), None
+    if padding is None:
+        xt, padding, margins = _padded(xt, pads), (0,) * dims, pads
+    weight = filters_to_torch(w) if input_grad else _as_input(_torch_filter_shape(w.shape), x)
+    dxp, dw, db = torch.ops.aten.convolution_backward(
+        to_torch_layout(dy), xt, weight, [w.shape[-1]] if bias else None, list(stride),
+        list(padding), list(dilate), False, [0] * dims, groups, [input_grad, True, bias],
+    )
+    dx = _cropped(dxp, margins) if input_grad else None
+    return dx, filters_from_torch(dw), db
+
+
 def conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups):
     """dE/df by PyTorch's convolution backward kernel (weight gradient only)."""
     xt = _padded(to_torch_layout(x), pads)
-    k, d_g, kernel = w_shape[-1], w_shape[-2], tuple(w_shape[:-2])
-    weight = _as_input((k, d_g, *kernel), x)
+    weight = _as_input(_torch_filter_shape(w_shape), x)
     _, dw, _ = torch.ops.aten.convolution_backward(
         to_torch_layout(dy), xt, weight, None, list(stride), [0] * len(stride), list(dilate),
         False, [0] * len(stride), groups, [False, True, False],
@@ -96,7 +112,23 @@ def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups):
         to_torch_layout(dy), stand_in, filters_to_torch(w), None, list(stride), [0] * len(stride),
         list(dilate), False, [0] * len(stride), groups, [True, False, False],
     )
-    crop = tuple(-v for v in pad_flat(pads))
+    return _cropped(dxp, pads)
+
+
+def bias_gradient(dy):
+    """dE/db_k = Σ over every axis but the last of dE/dy_{…,k}."""
+    return dy.reshape(-1, dy.shape[-1]).sum(0)
+
+
+def _torch_filter_shape(w_shape):
+    """H'×W'×(D/G)×K → PyTorch's K×(D/G)×H'×W'."""
+    return (w_shape[-1], w_shape[-2], *w_shape[:-2])
+
+
+def _cropped(dxp, pads):
+    """dE/dx on the padded input (PyTorch layout) with the margins `pads` (None: none) cropped,
+    channels-last."""
+    crop = tuple(-v for v in pad_flat(pads)) if pads is not None else ()
     return from_torch_layout(F.pad(dxp, crop) if any(crop) else dxp)
 
 
@@ -106,16 +138,16 @@ def relu(x):
 
 
 def relu_backward(x, dy):
-    """dE/dx = dE/dy · [x > 0]."""
-    return dy * (x > 0)
+    """dE/dx = dE/dy · [x > 0], in one kernel (PyTorch's threshold_backward)."""
+    return torch.ops.aten.threshold_backward(dy, x, 0)
 
 
 def max_pool(x, kernel, stride, pads, out_spatial):
     """y_{i,j,d} = max over the window, padded cells −∞ (F.max_pool2d/3d). The maxima's positions
     are kept with y (see max_pool_backward)."""
-    xt, y, indices = _max_pool_with_indices(x, kernel, stride, pads)
-    y = from_torch_layout(y)
-    _POOLED[y] = (kernel, stride, pads, _identity(x), xt, indices)
+    pooled = _max_pool_with_indices(x, kernel, stride, pads, out_spatial)
+    y = from_torch_layout(pooled[-1])
+    _POOLED[y] = (kernel, stride, pads, _identity(x), *pooled[:-1])
     return y
 
 
@@ -125,23 +157,22 @@ def max_pool_backward(x, dy, kernel, stride, pads, y=None):
     otherwise the pooling is computed again to find them (a second max-pool kernel per step)."""
     kept = _POOLED.get(y) if y is not None else None
     if kept is not None and kept[:4] == (kernel, stride, pads, _identity(x)):
-        xt, indices = kept[4:]
+        xt, padding, ceil_mode, margins, indices = kept[4:]
     else:
-        xt, _, indices = _max_pool_with_indices(x, kernel, stride, pads)
+        xt, padding, ceil_mode, margins, indices, _ = _max_pool_with_indices(
+            x, kernel, stride, pads, tuple(dy.shape[1:-1]))
     backward = (
         torch.ops.aten.max_pool2d_with_indices_backward
         if x.ndim == 4
         else torch.ops.aten.max_pool3d_with_indices_backward
     )
-    zeros = [0] * len(kernel)
-    dxp = backward(to_torch_layout(dy), xt, list(kernel), list(stride), zeros, [1] * len(kernel),
-                   False, indices)
-    crop = tuple(-v for v in pad_flat(pads))
-    return from_torch_layout(F.pad(dxp, crop) if any(crop) else dxp)
+    dxp = backward(to_torch_layout(dy), xt, list(kernel), list(stride), list(padding),
+                   [1] * len(kernel), ceil_mode, indices)
+    return _cropped(dxp, margins)
 
 
-# max_pool's output → (kernel, stride, pads, input identity, padded input, maxima positions), kept
-# while the output lives
+# max_pool's output → (kernel, stride, pads, input identity, the pooled input with its padding,
+# ceil mode and margins, maxima positions), kept while the output lives
 _POOLED = WeakIdKeyDictionary()
 
 
@@ -151,29 +182,72 @@ def _identity(x):
     return x.data_ptr(), tuple(x.shape), x.stride(), x._version
 
 
-def _max_pool_with_indices(x, kernel, stride, pads):
-    xt = _padded(to_torch_layout(x), pads, value=float("-inf"))
+def _max_pool_with_indices(x, kernel, stride, pads, out_spatial):
+    """(pooled input, padding, ceil mode, margins, maxima positions, y in PyTorch's layout)."""
+    xt, padding, ceil_mode, margins = _pool_input(x, kernel, stride, pads, out_spatial, float("-inf"))
     pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
-    return xt, *pool(xt, kernel, stride, return_indices=True)
+    y, indices = pool(xt, kernel, stride, padding, 1, ceil_mode, return_indices=True)
+    return xt, padding, ceil_mode, margins, indices, y
 
 
 def avg_pool(x, kernel, stride, pads, out_spatial):
     """y_{i,j,d} = window sum / number of real cells in the window (padding not counted)."""
-    xt = _padded(to_torch_layout(x), pads)
+    xt, padding, ceil_mode, margins = _pool_input(x, kernel, stride, pads, out_spatial, 0.0)
     pool = F.avg_pool2d if x.ndim == 4 else F.avg_pool3d
+    if margins is None:  # PyTorch pads, and leaves padded cells out of the count
+        return from_torch_layout(pool(xt, kernel, stride, padding, ceil_mode, False))
     sums = pool(xt, kernel, stride, divisor_override=1)
     return from_torch_layout(sums) / _counts(x, kernel, stride, pads, out_spatial)
 
 
 def avg_pool_backward(x, dy, kernel, stride, pads):
-    """dE/dx_p = Σ over windows holding p of dE/dy / count, via the sum-pooling backward kernel."""
+    """dE/dx_p = Σ over windows holding p of dE/dy / count, via the average-pooling backward kernel."""
     out_spatial = tuple(dy.shape[1:-1])
-    share = to_torch_layout(dy / _counts(x, kernel, stride, pads, out_spatial))
-    xt = _padded(to_torch_layout(x), pads)
+    xt, padding, ceil_mode, margins = _pool_input(x, kernel, stride, pads, out_spatial, 0.0)
     backward = torch.ops.aten.avg_pool2d_backward if x.ndim == 4 else torch.ops.aten.avg_pool3d_backward
+    if margins is None:
+        return from_torch_layout(backward(to_torch_layout(dy), xt, list(kernel), list(stride),
+                                          list(padding), ceil_mode, False, None))
+    share = to_torch_layout(dy / _counts(x, kernel, stride, pads, out_spatial))
     dxp = backward(share, xt, list(kernel), list(stride), [0] * len(kernel), False, True, 1)
-    crop = tuple(-v for v in pad_flat(pads))
-    return from_torch_layout(F.pad(dxp, crop) if any(crop) else dxp)
+    return _cropped(dxp, margins)
+
+
+def _pool_input(x, kernel, stride, pads, out_spatial, fill):
+    """x in PyTorch's layout for its pooling kernels, with their (padding, ceil mode), and the
+    margins to crop from dE/dx: None where PyTorch's own padding gives the same windows, else x
+    explicitly padded with `fill`, padding 0 and the margins `pads`."""
+    xt = to_torch_layout(x)
+    native = _native_padding(tuple(x.shape[1:-1]), tuple(kernel), tuple(stride), tuple(pads),
+                             tuple(out_spatial))
+    if native is not None:
+        return xt, *native, None
+    return _padded(xt, pads, value=fill), (0,) * len(kernel), False, pads
+
+
+@functools.lru_cache(maxsize=256)
+def _native_padding(in_spatial, kernel, stride, pads, out_spatial):
+    """(padding, ceil mode) with which PyTorch's pooling kernels see the windows that `pads` make,
+    or None. PyTorch pads both sides by P ≤ H'/2 (cells it leaves out of the max and of the average's
+    count, as convscope's padding); ceil mode adds a last window reaching past the input, which is
+    the extra padding after when P_D > P_U gives the same output size."""
+    before = tuple(a for a, _ in pads)
+    if any(2 * a > k for a, k in zip(before, kernel)) or any(b < a for a, b in pads):
+        return None
+    ceil_mode = any(b > a for a, b in pads)
+    if ceil_mode and _ceil_mode_size(in_spatial, kernel, stride, before) != out_spatial:
+        return None
+    return before, ceil_mode
+
+
+def _ceil_mode_size(in_spatial, kernel, stride, padding):
+    """PyTorch's pooling output size in ceil mode: windows may start in the input or its padding
+    before, never past the input."""
+    sizes = []
+    for n, k, s, p in zip(in_spatial, kernel, stride, padding):
+        size = -(-(n + 2 * p - k) // s) + 1
+        sizes.append(size - 1 if (size - 1) * s >= n + p else size)
+    return tuple(sizes)
 
 
 def _counts(x, kernel, stride, pads, out_spatial):

@@ -55,6 +55,22 @@ class Layer(abc.ABC):
         """The hyper-parameters (the constructor's keywords), as stored in the architecture JSON."""
         return {name: getattr(self, name) for name in _hyper_names(type(self))}
 
+    def op_hyper(self) -> dict:
+        """The keywords this layer gives its op (read only): made once, and again after any
+        attribute changes, since a training step asks for them once per layer and pass."""
+        kept = self.__dict__.get("_op_hyper")
+        if kept is None:
+            kept = self.__dict__["_op_hyper"] = self._op_keywords()
+        return kept
+
+    def _op_keywords(self) -> dict:
+        """The op's keywords: by default all the hyper-parameters."""
+        return self.hyper()
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        self.__dict__.pop("_op_hyper", None)
+
     def geometry(self, in_shape):
         """(kernel, stride) per spatial axis in this layer's input pixels, for the receptive field;
         None for a layer that works pixel by pixel."""
@@ -130,7 +146,7 @@ class _Filtered(Layer):
         if self.bias:
             self._param("b", (bias_size,), "zeros", rng, dtype, decay_factor=0.0)
 
-    def _hyper_ops(self):
+    def _op_keywords(self):
         """The op's keywords: the hyper-parameters other than the filter count and size, the
         bias switch, the initialiser and a dropping rate."""
         return {k: v for k, v in self.hyper().items()
@@ -138,12 +154,12 @@ class _Filtered(Layer):
 
     def backward(self, xs, aux, dy, *, input_grad=True):
         dx, dw, db = self.op_backward(xs[0], self.value("w"), self.value("b"), dy,
-                                      input_grad=input_grad, **self._hyper_ops())
+                                      input_grad=input_grad, **self.op_hyper())
         self.set_grads(w=dw, b=db)
         return [dx]
 
     def forward(self, xs, *, train, rng):
-        return self.op(xs[0], self.value("w"), self.value("b"), **self._hyper_ops()), None
+        return self.op(xs[0], self.value("w"), self.value("b"), **self.op_hyper()), None
 
 
 @dataclass(eq=False)
@@ -267,10 +283,10 @@ class _Pointwise(Layer):
     op_name = ""
 
     def forward(self, xs, *, train, rng):
-        return getattr(ops, self.op_name)(xs[0], **self.hyper()), None
+        return getattr(ops, self.op_name)(xs[0], **self.op_hyper()), None
 
     def backward(self, xs, aux, dy):
-        return [getattr(ops, self.op_name + "_backward")(xs[0], dy, **self.hyper())]
+        return [getattr(ops, self.op_name + "_backward")(xs[0], dy, **self.op_hyper())]
 
     def output_shape(self, in_shapes, dtype):
         return tuple(in_shapes[0])
@@ -359,11 +375,11 @@ class Pool(Layer):
     method: str = "max"
 
     def forward(self, xs, *, train, rng):
-        y = ops.pool(xs[0], **self.hyper())
+        y = ops.pool(xs[0], **self.op_hyper())
         return y, y  # the maxima, so that backward need not recompute them
 
     def backward(self, xs, aux, dy):
-        return [ops.pool_backward(xs[0], dy, **self.hyper(), y=aux)]
+        return [ops.pool_backward(xs[0], dy, **self.op_hyper(), y=aux)]
 
     def geometry(self, in_shape):
         dims = len(in_shape) - 1

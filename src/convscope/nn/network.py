@@ -108,9 +108,9 @@ class Network:
     def order(self) -> list[str]:
         """The layers in execution (topological) order, or a ConfigError naming a cycle or a
         dangling input."""
-        waiting = [n for n in self.nodes.values() if n.output not in self.shapes]
-        if not waiting:
+        if len(self._order) == len(self.nodes):  # every layer built
             return list(self._order)
+        waiting = [n for n in self.nodes.values() if n.output not in self.shapes]
         for node in waiting:
             for v in node.inputs:
                 if v not in self.inputs and v not in self._producer:
@@ -137,7 +137,7 @@ class Network:
         """All parameters as ``{"layer.param": Parameter}`` in execution order."""
         return {f"{name}.{p}": param for name, layer in self.layers.items()
                 for p, param in layer.params.items()
-                if param.learnable or not learnable_only}
+                if not learnable_only or param.learnable}
 
     def freeze(self, *layer_names, frozen=True) -> None:
         """Freeze (or with ``frozen=False`` unfreeze) every parameter of the named layers."""

@@ -103,9 +103,9 @@ def cached_by_shape(arrays: int):
 
     A training loop repeats the same checks every step: on PyTorch tensors, where the kernels run
     asynchronously, they took about a tenth of a LeNet-5 step's host time. The hyper-parameters are
-    keyed with their types, so a stride of 1.0 or True is checked (and refused) even after a stride
-    of 1 passed. Failures are not cached, so a bad call raises every time; arguments without a
-    shape or with unhashable hyper-parameters (a list) are checked without the cache.
+    keyed by their repr, which tells 1, 1.0, True and (1, 1.0) apart, so a stride of 1.0 or True is
+    checked (and refused) even after a stride of 1 passed. Failures are not cached, so a bad call
+    raises every time; arguments without a shape are checked without the cache.
     """
     def decorate(geometry):
         known = {}
@@ -114,10 +114,9 @@ def cached_by_shape(arrays: int):
         def check(op, *args):
             try:
                 shapes = tuple(None if a is None else tuple(a.shape) for a in args[:arrays])
-                key = (op, shapes, _typed(args[arrays:]))
-                hash(key)
-            except (AttributeError, TypeError):
+            except AttributeError:
                 return geometry(op, *args)
+            key = (op, shapes, repr(args[arrays:]))
             if key not in known:
                 if len(known) >= 1024:
                     known.clear()
@@ -128,13 +127,6 @@ def cached_by_shape(arrays: int):
         return check
 
     return decorate
-
-
-def _typed(value):
-    """A hashable key of a hyper-parameter that tells 1, 1.0 and True apart, also inside tuples."""
-    if isinstance(value, tuple):
-        return tuple, tuple(_typed(v) for v in value)
-    return type(value), value
 
 
 class _Shape:

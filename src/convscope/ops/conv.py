@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from convscope.backend import is_numpy_array, kernels
+from convscope.backend import kernels
 from convscope.errors import ConfigError, ShapeError, describe_shape
 from convscope.ops import _args
 
@@ -42,10 +40,8 @@ def conv_backward(x, w, b, dy, *, stride=1, pad=0, dilate=1, groups=1, input_gra
         "conv_backward", x, w, b, stride, pad, dilate, groups
     )
     _args.check_same_shape("conv_backward", "dy", (x.shape[0], *out_spatial, w.shape[-1]), dy)
-    k = kernels(x)
-    dx = k.conv_backward_data(dy, w, x.shape, stride_, pads, dilate_, groups_) if input_grad else None
-    dw = k.conv_backward_filter(x, dy, w.shape, stride_, pads, dilate_, groups_)
-    return dx, dw, bias_gradient(dy, b)
+    return kernels(x).conv_backward(x, w, dy, stride_, pads, dilate_, groups_,
+                                    input_grad=input_grad, bias=b is not None)
 
 
 def conv_transpose(x, w, b=None, *, stride=1, crop=0, dilate=1, groups=1):
@@ -94,16 +90,8 @@ def _add_bias(y, b):
 
 
 def bias_gradient(dy, b):
-    """dE/db_k = Σ over every axis but the last of dE/dy_{…,k}; None when there is no bias.
-
-    On NumPy it is the product 1ᵀ · dy (BLAS), which ran 8–18× faster than NumPy's column sum of
-    the tall, narrow N·H''·W'' × K matrix."""
-    if b is None:
-        return None
-    flat = dy.reshape(-1, dy.shape[-1])
-    if is_numpy_array(flat):
-        return np.ones(flat.shape[0], dtype=flat.dtype) @ flat
-    return flat.sum(0)
+    """dE/db_k = Σ over every axis but the last of dE/dy_{…,k}; None when there is no bias."""
+    return None if b is None else kernels(dy).bias_gradient(dy)
 
 
 @_args.cached_by_shape(arrays=3)

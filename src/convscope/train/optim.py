@@ -55,22 +55,36 @@ class Optimizer(abc.ABC):
         per group of parameters sharing their factors, instead of several kernels per parameter."""
         import torch
 
-        groups: dict[tuple, list] = {}
+        groups: dict[float, list] = {}
         for name, p in learnable.items():
-            groups.setdefault((p.lr_factor, p.decay_factor), []).append((name, p))
-        for (lr_factor, decay_factor), members in groups.items():
+            groups.setdefault(p.lr_factor, []).append((name, p))
+        for lr_factor, members in groups.items():
             values = [p.value for _, p in members]
-            grads = [p.grad for _, p in members]
-            if self.weight_decay and decay_factor:
-                grads = torch._foreach_add(grads, values, alpha=self.weight_decay * decay_factor)
+            grads = self._foreach_decayed([p.grad for _, p in members], members, torch)
             slots = {s: [self._slots(name, p)[s] for name, p in members] for s in self.slots}
             self.foreach_update(values, grads, slots, self.lr * lr_factor)
+
+    def _foreach_decayed(self, grads, members, torch) -> list:
+        """∇ + λ·c_λ·ω for each parameter, one multi-tensor kernel per decay factor c_λ ≠ 0."""
+        if not self.weight_decay:
+            return grads
+        by_factor: dict[float, list[int]] = {}
+        for i, (_, p) in enumerate(members):
+            if p.decay_factor:
+                by_factor.setdefault(p.decay_factor, []).append(i)
+        grads = list(grads)
+        for factor, at in by_factor.items():
+            decayed = torch._foreach_add([grads[i] for i in at], [members[i][1].value for i in at],
+                                         alpha=self.weight_decay * factor)
+            for i, g in zip(at, decayed, strict=True):
+                grads[i] = g
+        return grads
 
     def _slots(self, name, p) -> dict:
         """The state arrays of parameter ``name`` (zeros at first), on the parameter's device (a
         checkpoint restores them as NumPy arrays)."""
         slots = self.state.get(name)
-        if slots is None or (self.slots and device_of(slots[self.slots[0]]) != device_of(p.value)):
+        if slots is None or (self.slots and not _beside(slots[self.slots[0]], p.value)):
             old = slots or {}
             zeros = array_namespace(p.value).zeros_like
             slots = self.state[name] = {s: to_device(old[s], device_of(p.value)) if s in old
@@ -106,6 +120,11 @@ class Optimizer(abc.ABC):
             self.state.setdefault(name, {})[slot] = np.array(a)
         for key, value in hyper.items():
             setattr(self, key, value)
+
+
+def _beside(a, b) -> bool:
+    """Whether arrays a and b are of one kind on one device (a checkpoint restores NumPy state)."""
+    return type(a) is type(b) and getattr(a, "device", None) == getattr(b, "device", None)
 
 
 class SGD(Optimizer):
