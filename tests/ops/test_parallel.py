@@ -74,3 +74,28 @@ def test_relu_on_parallel_parts_is_the_formula(monkeypatch):
     x[0, 0, 0] = 0.0  # the derivative at 0 is taken as 0
     np.testing.assert_array_equal(ops.relu(x), np.maximum(x, 0))
     np.testing.assert_array_equal(ops.relu_backward(x, dy), np.where(x > 0, dy, 0))
+
+
+@pytest.mark.parametrize("failing_part", [0, 1])
+def test_an_error_in_any_part_reaches_the_caller_after_every_part_ends(monkeypatch, failing_part):
+    monkeypatch.setattr(parallel, "thread_count", lambda: 3)
+    parts = parallel.batch_parts(48)
+    finished = []
+
+    def work(part):
+        if part == parts[failing_part]:
+            raise ValueError(f"part {part.start}")
+        finished.append(part.start)
+        return part.start
+
+    with pytest.raises(ValueError, match=f"part {parts[failing_part].start}"):
+        parallel.over_batch(work, 48)
+    assert len(finished) == 2
+    assert parallel.over_batch(lambda p: p.start, 48) == [p.start for p in parts]  # still usable
+
+
+def test_a_kernel_splitting_inside_a_part_runs_its_parts_in_turn(monkeypatch):
+    """A nested split must not wait on workers that are busy with the outer parts."""
+    monkeypatch.setattr(parallel, "thread_count", lambda: 2)
+    inner = parallel.over_batch(lambda p: parallel.over_batch(lambda q: (q.start, q.stop), 32), 32)
+    assert inner == [[(0, 16), (16, 32)]] * 2
