@@ -471,15 +471,20 @@ def _route_to_maxima(xp, dy, y, kernel, stride, pads, out) -> np.ndarray:
     out_spatial = dy.shape[1:-1]
     tiling = all(s == k and o * k == n for s, k, o, n in zip(stride, kernel, out_spatial, xp.shape[1:-1]))
     dxp = padded_target(out, pads, "pool.dx", zero=not tiling)
-    unrouted = np.ones(dy.shape, dtype=bool)
+    unrouted = np.empty(dy.shape, dtype=bool)
     hit = np.empty(dy.shape, dtype=bool)
     share = np.empty(dy.shape, dtype=dy.dtype)
     overlapping = any(s < k for s, k in zip(stride, kernel))
-    for where in window_slices(out_spatial, kernel, stride):  # five passes, no temporaries
+    offsets = list(window_slices(out_spatial, kernel, stride))
+    for t, where in enumerate(offsets):  # up to four passes per offset, no temporaries
         index = (slice(None), *where)
         np.equal(xp[index], y, out=hit)
-        np.logical_and(hit, unrouted, out=hit)  # a maximum not yet routed: the first one
-        np.greater(unrouted, hit, out=unrouted)  # unrouted ∧ ¬hit
+        if t == 0:  # every window unrouted
+            np.logical_not(hit, out=unrouted)
+        else:
+            np.logical_and(hit, unrouted, out=hit)  # a maximum not yet routed: the first one
+            if t < len(offsets) - 1:
+                np.greater(unrouted, hit, out=unrouted)  # unrouted ∧ ¬hit
         if overlapping:
             np.multiply(dy, hit, out=share)
             dxp[index] += share
