@@ -22,27 +22,32 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from convscope.backend.numpy_kernels import window_counts
 
+# the axis orders of the layout changes, by number of axes (2D and 3D)
+_CHANNELS_FIRST = {4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}  # N×H×W×D → N×D×H×W
+_CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}  # N×D×H×W → N×H×W×D
+_FILTERS_OUT_FIRST = {4: (3, 0, 1, 2), 5: (4, 0, 1, 2, 3)}  # H'×W'×D×K → K×H'×W'×D
+_FILTERS_FROM_TORCH = {4: (2, 3, 1, 0), 5: (2, 3, 4, 1, 0)}  # K×D×H'×W' → H'×W'×D×K
+
 
 def to_torch_layout(x: torch.Tensor) -> torch.Tensor:
     """N×H×W×D → the N×D×H×W view (channels_last memory format); no copy."""
-    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+    return x.permute(_CHANNELS_FIRST[x.ndim])
 
 
 def from_torch_layout(y: torch.Tensor) -> torch.Tensor:
     """N×D×H×W → N×H×W×D, contiguous (a view when y is channels_last)."""
-    return y.permute(0, *range(2, y.ndim), 1).contiguous()
+    return y.permute(_CHANNELS_LAST[y.ndim]).contiguous()
 
 
 def filters_to_torch(w: torch.Tensor) -> torch.Tensor:
     """w[h, w, d, k] → PyTorch's K×D×H'×W' weight, stored channels_last (K×H'×W'×D in memory)."""
-    spatial = w.ndim - 2
-    stored = w.permute(w.ndim - 1, *range(spatial), spatial).contiguous()  # K × H' × W' × D
-    return stored.permute(0, stored.ndim - 1, *range(1, stored.ndim - 1))
+    stored = w.permute(_FILTERS_OUT_FIRST[w.ndim]).contiguous()  # K × H' × W' × D
+    return stored.permute(_CHANNELS_FIRST[stored.ndim])
 
 
 def filters_from_torch(dw: torch.Tensor) -> torch.Tensor:
     """PyTorch's K×D×H'×W' weight gradient → H'×W'×D×K."""
-    return dw.permute(*range(2, dw.ndim), 1, 0).contiguous()
+    return dw.permute(_FILTERS_FROM_TORCH[dw.ndim]).contiguous()
 
 
 def pad_flat(pads) -> tuple[int, ...]:
@@ -50,7 +55,9 @@ def pad_flat(pads) -> tuple[int, ...]:
     return tuple(v for pair in reversed(pads) for v in pair)
 
 
+@functools.lru_cache(maxsize=256)
 def _symmetric(pads) -> tuple[int, ...] | None:
+    """The padding per axis when before = after on every axis, else None."""
     return tuple(a for a, _ in pads) if all(a == b for a, b in pads) else None
 
 

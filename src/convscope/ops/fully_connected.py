@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from convscope.errors import ShapeError, describe_shape
+from convscope.ops import _args
 from convscope.ops.conv import bias_gradient
 
 
@@ -15,11 +16,11 @@ def fully_connected(x, w, b=None):
     N×1×1×1×K); x: N×M with w: M×K gives y = x·w + b, N×K. b: K or None. Both forms are one
     matrix product of the flattened input (N × HWD) with the filters (HWD × K).
     """
-    x_flat, w_flat = _as_matrices("fully_connected", x, w, b)
-    y = x_flat @ w_flat
+    output = _checked_output_shape("fully_connected", x, w, b)
+    y = _flat_input(x) @ _flat_filters(w)
     if b is not None:
         y = y + b
-    return y.reshape(_output_shape(x, w))
+    return y.reshape(output)
 
 
 def fully_connected_backward(x, w, b, dy, *, input_grad=True):
@@ -29,20 +30,27 @@ def fully_connected_backward(x, w, b, dy, *, input_grad=True):
     dE/db_k = Σ_n dE/dy_k; in matrix form dx = dy·wᵀ, dw = xᵀ·dy. With input_grad=False, dE/dx
     is None (not computed).
     """
-    x_flat, w_flat = _as_matrices("fully_connected_backward", x, w, b)
-    expected = _output_shape(x, w)
-    if tuple(dy.shape) != expected:
-        raise ShapeError(
-            f"fully_connected_backward: dy must have shape {describe_shape(expected)}, "
-            f"got {describe_shape(dy.shape)}"
-        )
+    expected = _checked_output_shape("fully_connected_backward", x, w, b)
+    _args.check_same_shape("fully_connected_backward", "dy", expected, dy)
     dy_flat = dy.reshape(x.shape[0], w.shape[-1])
-    dx = (dy_flat @ w_flat.T).reshape(x.shape) if input_grad else None
-    dw = (x_flat.T @ dy_flat).reshape(w.shape)
+    dx = (dy_flat @ _flat_filters(w).T).reshape(x.shape) if input_grad else None
+    dw = (_flat_input(x).T @ dy_flat).reshape(w.shape)
     return dx, dw, bias_gradient(dy_flat, b)
 
 
-def _as_matrices(op, x, w, b):
+def _flat_input(x):
+    """N×H×W×D (or N×M) as the N × HWD matrix."""
+    return x.reshape(x.shape[0], -1)
+
+
+def _flat_filters(w):
+    """H×W×D×K (or M×K) as the HWD × K matrix."""
+    return w.reshape(-1, w.shape[-1])
+
+
+@_args.cached_by_shape(arrays=3)
+def _checked_output_shape(op, x, w, b):
+    """The output shape N×1×1×K (or N×K), after checking that x, w and b fit together."""
     if getattr(x, "ndim", 0) < 2 or getattr(w, "ndim", 0) < 2:
         raise ShapeError(f"{op}: x must be N×M or N×H×W×D and w M×K or H×W×D×K")
     if w.ndim == 2:
@@ -62,7 +70,7 @@ def _as_matrices(op, x, w, b):
         )
     if b is not None and tuple(b.shape) != (w.shape[-1],):
         raise ShapeError(f"{op}: bias must have shape ({w.shape[-1]},), got {tuple(b.shape)}")
-    return x.reshape(x.shape[0], -1), w.reshape(-1, w.shape[-1])
+    return _output_shape(x, w)
 
 
 def _output_shape(x, w):
