@@ -4,7 +4,8 @@ NumPy's element-wise operations and copies run on one core, and OpenBLAS's own t
 on the narrow products of a ConvNet's first layers and collapse when another process shares the
 cores (a LeNet-5 conv2 step took 214 ms with two BLAS threads next to a busy process, 12 ms with
 one). The NumPy kernels therefore cut the batch N into one contiguous part per core and run each
-part on its own thread (NumPy releases the GIL in copies, ufuncs and BLAS), and convscope sets
+part on its own thread, the first on the caller's (NumPy releases the GIL in copies, ufuncs and
+BLAS), and convscope sets
 BLAS to one thread for the process when it is imported (a CIFAR-10 quick-net step: 390 ms with
 two BLAS threads switched to one around each kernel, 225 ms with one BLAS thread throughout and
 the batch in two parts, 300 ms with one thread and no parts). Samples are independent in
