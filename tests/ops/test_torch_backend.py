@@ -158,6 +158,8 @@ ELEMENTWISE = {
     "softmax_log_loss": (ops.softmax_log_loss, ops.softmax_log_loss_backward, [X, LABELS], {}),
     "softmax_log_loss-weighted": (ops.softmax_log_loss, ops.softmax_log_loss_backward, [X, LABELS],
                                   {"weights": np.linspace(0.5, 2, 6)}),
+    "softmax_log_loss-rows-int32": (ops.softmax_log_loss, ops.softmax_log_loss_backward,
+                                    [X.reshape(40, 6), LABELS.reshape(40).astype(np.int32)], {}),
     "l2_loss": (ops.l2_loss, ops.l2_loss_backward, [X, RNG.standard_normal(X.shape)], {}),
     "l2_loss-masked": (ops.l2_loss, ops.l2_loss_backward, [X, RNG.standard_normal(X.shape)],
                        {"mask": MASK}),

@@ -6,6 +6,8 @@ NumPy arrays, so they load on any device.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from convscope.backend import is_torch_array
@@ -58,8 +60,10 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
+@functools.lru_cache(maxsize=32)
 def torch_dtype(dtype):
-    """The PyTorch dtype of a NumPy dtype (float32 → torch.float32, …)."""
+    """The PyTorch dtype of a NumPy dtype (float32 → torch.float32, …); looked up once per dtype
+    (a network's feed asks on every batch)."""
     import torch
 
     return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype

@@ -275,6 +275,33 @@ def relu_backward(x, dy) -> np.ndarray:
     return _batchwise(_times_positive, dy.shape, dy.dtype, (dy, x))
 
 
+def softmax_log_loss(x, labels, weights):
+    """E = Σ ω_c ℓ / Σ ω_c, ℓ = log Σ_d e^{x_d} − x_c at each position (the plain mean without
+    weights); see convscope.ops.softmax_log_loss."""
+    onehot, omega = _classes(x, labels, weights)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    per_position = np.log(np.exp(shifted).sum(axis=-1)) - (shifted * onehot).sum(axis=-1)
+    if omega is None:
+        return per_position.mean()
+    return (omega * per_position).sum() / omega.sum()
+
+
+def softmax_log_loss_backward(x, labels, dy, weights):
+    """dE/dx = dE/dy · ω_c (softmax(x) − onehot(c)) / Σ ω_c."""
+    onehot, omega = _classes(x, labels, weights)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    residual = e / e.sum(axis=-1, keepdims=True) - onehot
+    if omega is None:
+        return residual * (dy / labels.size)
+    return residual * (dy * omega / omega.sum())[..., None]
+
+
+def _classes(x, labels, weights):
+    """One-hot labels (x's shape) and each position's class weight ω_c (None without weights)."""
+    onehot = (labels[..., None] == np.arange(x.shape[-1])).astype(x.dtype)
+    return onehot, None if weights is None else (onehot * weights).sum(axis=-1)
+
+
 def _times_positive(dy, x, *, out):
     return np.multiply(dy, x > 0, out=out)
 

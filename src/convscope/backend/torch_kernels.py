@@ -149,6 +149,39 @@ def relu_backward(x, dy):
     return torch.ops.aten.threshold_backward(dy, x, 0)
 
 
+def softmax_log_loss(x, labels, weights):
+    """E = Σ ω_c ℓ / Σ ω_c by PyTorch's fused cross-entropy (log-softmax and NLL kernels), on the
+    positions as rows: N×C, or N·H·W × C for per-pixel labels."""
+    rows, targets = _class_rows(x, labels)
+    return F.cross_entropy(rows, targets, weight=weights)
+
+
+def softmax_log_loss_backward(x, labels, dy, weights):
+    """dE/dx = dE/dy · ω_c (softmax(x) − onehot(c)) / Σ ω_c: the softmax, 1 subtracted at each label
+    in place, one scaling."""
+    rows, targets = _class_rows(x, labels)
+    grad = torch.softmax(rows, dim=-1)
+    grad.scatter_add_(1, targets[:, None], _minus_ones(rows.dtype, rows.device).expand(len(rows), 1))
+    if weights is None:
+        grad *= dy / len(rows)
+    else:
+        omega = weights[targets]
+        grad *= (omega * (dy / omega.sum()))[:, None]
+    return grad.reshape(x.shape)
+
+
+def _class_rows(x, labels):
+    """x as (positions × C) rows and labels as the 64-bit class indices PyTorch indexes with."""
+    targets = labels if labels.dtype == torch.int64 else labels.long()
+    return x.reshape(-1, x.shape[-1]), targets.reshape(-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _minus_ones(dtype, device):
+    """A one-element tensor −1 per dtype and device, made once (not a fill kernel every step)."""
+    return torch.full((1, 1), -1.0, dtype=dtype, device=device)
+
+
 def max_pool(x, kernel, stride, pads, out_spatial):
     """y_{i,j,d} = max over the window, padded cells −∞ (F.max_pool2d/3d). The maxima's positions
     are kept with y (see max_pool_backward)."""
