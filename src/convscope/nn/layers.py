@@ -557,10 +557,10 @@ class L2Loss(_Loss):
 
     def forward(self, xs, *, train, rng):
         t, mask = self._target(*xs)
-        return ops.l2_loss(xs[0], t, mask=mask), None
+        return ops.l2_loss(xs[0], t, mask=mask), (t, mask)  # the backward reuses them
 
     def backward(self, xs, aux, dy):
-        t, mask = self._target(*xs)
+        t, mask = self._target(*xs) if aux is None else aux
         return [ops.l2_loss_backward(xs[0], t, dy, mask=mask), None]
 
 
