@@ -99,3 +99,21 @@ def test_a_kernel_splitting_inside_a_part_runs_its_parts_in_turn(monkeypatch):
     monkeypatch.setattr(parallel, "thread_count", lambda: 2)
     inner = parallel.over_batch(lambda p: parallel.over_batch(lambda q: (q.start, q.stop), 32), 32)
     assert inner == [[(0, 16), (16, 32)]] * 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_its_own_workers(monkeypatch):
+    """A data loader forked after training began must not wait on the parent's worker threads."""
+    import os
+
+    monkeypatch.setattr(parallel, "thread_count", lambda: 2)
+    assert parallel.over_batch(lambda p: p.start, 32) == [0, 16]  # the parent's workers run
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the split completes, killed after 20 s if it hangs
+        import signal
+
+        signal.alarm(20)
+        ok = parallel.over_batch(lambda p: p.start, 32) == [0, 16]
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

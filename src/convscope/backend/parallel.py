@@ -74,6 +74,17 @@ def _workers(count: int) -> list[_Worker]:
         return _WORKERS[:count]
 
 
+def _forget_workers() -> None:
+    """In a forked child: the parent's workers did not come along; start new ones when needed."""
+    global _WORKERS_LOCK
+    _WORKERS.clear()
+    _WORKERS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
 def one_blas_thread() -> bool:
     """Limit BLAS to one thread for the whole process (threadpoolctl), unless batches are not split
     (CONVSCOPE_NUM_THREADS=1), the user chose a BLAS thread count, or threadpoolctl is missing."""
