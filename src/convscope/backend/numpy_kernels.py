@@ -464,60 +464,93 @@ def window_slices(out_spatial, kernel, stride):
         )
 
 
+def clipped_window_slices(in_spatial, out_spatial, kernel, stride, pads):
+    """For each kernel offset (row-major order), the strided slices of the unpadded input it reads
+    and the slices of the output windows whose cell at that offset is a real (not padded) cell;
+    offsets that reach only padding are left out. Max pooling needs no padded copy of x this way:
+    a padded cell, −∞, is never a window's maximum."""
+    for offset in product(*map(range, kernel)):
+        inputs, outputs = [], []
+        for o, s, n, m, (before, _) in zip(offset, stride, in_spatial, out_spatial, pads):
+            first = max(0, -(-(before - o) // s))  # the first window whose cell is ≥ 0
+            stop = min(m, (n - 1 - o + before) // s + 1)  # past the last whose cell is < n
+            if first >= stop:
+                break
+            start = s * first + o - before
+            inputs.append(slice(start, start + s * (stop - first - 1) + 1, s))
+            outputs.append(slice(first, stop))
+        else:
+            yield (slice(None), *inputs), (slice(None), *outputs)
+
+
 def _max_pool(x, kernel, stride, pads, out_spatial, *, out) -> np.ndarray:
     """y_{i,j,d} = max over the window of x, padded cells counting as −∞."""
-    return _max_over_windows(pad_spatial(x, pads, "pool.pad", fill=-np.inf), kernel, stride, out)
+    return _max_over_windows(x, kernel, stride, pads, out)
 
 
-def _max_over_windows(xp, kernel, stride, y):
-    """y = the maximum of each window of the padded input xp."""
-    slices = window_slices(y.shape[1:-1], kernel, stride)
-    np.copyto(y, xp[(slice(None), *next(slices))])
-    for where in slices:
-        np.maximum(y, xp[(slice(None), *where)], out=y)
+def _max_over_windows(x, kernel, stride, pads, y):
+    """y = the maximum of each window of x, over its real cells (−∞ where it has none)."""
+    offsets = clipped_window_slices(x.shape[1:-1], y.shape[1:-1], kernel, stride, pads)
+    reads, windows = next(offsets)
+    if _every_window(windows, y.shape[1:-1]):
+        np.copyto(y, x[reads])
+    else:  # some windows start in the padding
+        y.fill(-np.inf)
+        np.maximum(y[windows], x[reads], out=y[windows])
+    for reads, windows in offsets:
+        np.maximum(y[windows], x[reads], out=y[windows])
     return y
+
+
+def _every_window(windows, out_spatial) -> bool:
+    """Whether the output slices `windows` (batch axis first) take every window."""
+    return all(w.start == 0 and w.stop == n for w, n in zip(windows[1:], out_spatial))
 
 
 def _max_pool_backward(x, dy, kernel, stride, pads, *, out) -> np.ndarray:
     """Routes dE/dy_{i,j,d} to the first maximum (row-major within the window) of its window."""
-    xp = pad_spatial(x, pads, "pool.pad", fill=-np.inf)
-    y = _max_over_windows(xp, kernel, stride, workspace.buffer("pool.max", dy.shape, xp.dtype))
-    return _route_to_maxima(xp, dy, y, kernel, stride, pads, out)
+    y = _max_over_windows(x, kernel, stride, pads, workspace.buffer("pool.max", dy.shape, x.dtype))
+    return _route_to_maxima(x, dy, y, kernel, stride, pads, out)
 
 
 def _max_pool_backward_given_y(x, dy, y, kernel, stride, pads, *, out) -> np.ndarray:
-    xp = pad_spatial(x, pads, "pool.pad", fill=-np.inf)
-    return _route_to_maxima(xp, dy, y, kernel, stride, pads, out)
+    return _route_to_maxima(x, dy, y, kernel, stride, pads, out)
 
 
-def _route_to_maxima(xp, dy, y, kernel, stride, pads, out) -> np.ndarray:
-    """dE/dx of max pooling from the padded input xp and the maxima y. When the windows tile the
-    padded input exactly (stride = kernel, no cell left over, as in LeNet-5 and the keypoints net),
-    every cell is written once and dE/dx needs no zero fill (the keypoints net's pool1: a 145 MB
-    array)."""
+def _route_to_maxima(x, dy, y, kernel, stride, pads, out) -> np.ndarray:
+    """dE/dx of max pooling from the input x and the maxima y, written into `out`: no padded copy of
+    x or of dE/dx (padded cells never hold a maximum). When the windows tile the padded input
+    exactly (stride = kernel, no cell left over, as in LeNet-5 and the keypoints net), every cell is
+    written once and dE/dx needs no zero fill (the keypoints net's pool1: a 145 MB array)."""
     out_spatial = dy.shape[1:-1]
-    tiling = all(s == k and o * k == n for s, k, o, n in zip(stride, kernel, out_spatial, xp.shape[1:-1]))
-    dxp = padded_target(out, pads, "pool.dx", zero=not tiling)
+    padded = (n + a + b for n, (a, b) in zip(x.shape[1:-1], pads))
+    tiling = all(s == k and o * k == n for s, k, o, n in zip(stride, kernel, out_spatial, padded))
+    if not tiling:
+        out.fill(0)
     unrouted = np.empty(dy.shape, dtype=bool)
     hit = np.empty(dy.shape, dtype=bool)
     share = np.empty(dy.shape, dtype=dy.dtype)
     overlapping = any(s < k for s, k in zip(stride, kernel))
-    offsets = list(window_slices(out_spatial, kernel, stride))
-    for t, where in enumerate(offsets):  # up to four passes per offset, no temporaries
-        index = (slice(None), *where)
-        np.equal(xp[index], y, out=hit)
-        if t == 0:  # every window unrouted
-            np.logical_not(hit, out=unrouted)
+    offsets = list(clipped_window_slices(x.shape[1:-1], out_spatial, kernel, stride, pads))
+    every = _every_window(offsets[0][1], out_spatial)  # the first offset reaches every window
+    if not every:
+        unrouted.fill(True)
+    for t, (reads, windows) in enumerate(offsets):  # up to four passes per offset, no temporaries
+        h, u = hit[windows], unrouted[windows]
+        np.equal(x[reads], y[windows], out=h)
+        if t == 0 and every:
+            np.logical_not(h, out=u)
         else:
-            np.logical_and(hit, unrouted, out=hit)  # a maximum not yet routed: the first one
+            np.logical_and(h, u, out=h)  # a maximum not yet routed: the first one
             if t < len(offsets) - 1:
-                np.greater(unrouted, hit, out=unrouted)  # unrouted ∧ ¬hit
+                np.greater(u, h, out=u)  # unrouted ∧ ¬hit
         if overlapping:
-            np.multiply(dy, hit, out=share)
-            dxp[index] += share
+            routed = share[windows]
+            np.multiply(dy[windows], h, out=routed)
+            out[reads] += routed
         else:
-            np.multiply(dy, hit, out=dxp[index])
-    return crop_into(dxp, pads, out)
+            np.multiply(dy[windows], h, out=out[reads])
+    return out
 
 
 def _avg_pool(x, kernel, stride, pads, out_spatial, *, out) -> np.ndarray:
@@ -555,16 +588,15 @@ def window_counts(in_spatial, kernel, stride, pads, out_spatial, dtype) -> np.nd
     return counts[None, ..., None]
 
 
-def padded_target(out: np.ndarray, pads, name: str, *, zero: bool = True) -> np.ndarray:
-    """Where a backward pass accumulates dE/dx: `out` itself when nothing is padded, else the
-    reusable buffer `name` of the padded shape (see crop_into); zero-filled unless zero=False."""
+def padded_target(out: np.ndarray, pads, name: str) -> np.ndarray:
+    """Where a backward pass accumulates dE/dx, zero-filled: `out` itself when nothing is padded,
+    else the reusable buffer `name` of the padded shape (see crop_into)."""
     if any(a or b for a, b in pads):
         shape = (out.shape[0], *(n + a + b for n, (a, b) in zip(out.shape[1:-1], pads)), out.shape[-1])
         target = workspace.buffer(name, shape, out.dtype)
     else:
         target = out
-    if zero:
-        target.fill(0)
+    target.fill(0)
     return target
 
 
