@@ -205,10 +205,19 @@ def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None) -> 
 
 def conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
     """dE/df = Σ over the batch's parts of each part's colsᵀ · dy."""
+    return _filter_and_bias_gradients(x, dy, w_shape, stride, pads, dilate, groups, bias=False)[0]
+
+
+def _filter_and_bias_gradients(x, dy, w_shape, stride, pads, dilate, groups, *, bias) -> tuple:
+    """(dE/df, dE/db or None), each the sum over the batch's parts."""
     partial = parallel.over_batch(
-        lambda p: _conv_backward_filter(x[p], dy[p], w_shape, stride, pads, dilate, groups), x.shape[0]
+        lambda p: _conv_backward_filter(x[p], dy[p], w_shape, stride, pads, dilate, groups, bias=bias),
+        x.shape[0],
     )
-    return partial[0] if len(partial) == 1 else np.sum(partial, axis=0)
+    if len(partial) == 1:
+        return partial[0]
+    dws, dbs = zip(*partial)
+    return np.sum(dws, axis=0), None if not bias else np.sum(dbs, axis=0)
 
 
 def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
@@ -221,8 +230,8 @@ def conv_backward(x, w, dy, stride, pads, dilate, groups, *, input_grad, bias) -
     """(dE/dx or None, dE/df, dE/db or None) of the convolution: the two products above and the
     bias gradient."""
     dx = conv_backward_data(dy, w, x.shape, stride, pads, dilate, groups) if input_grad else None
-    dw = conv_backward_filter(x, dy, w.shape, stride, pads, dilate, groups)
-    return dx, dw, bias_gradient(dy) if bias else None
+    dw, db = _filter_and_bias_gradients(x, dy, w.shape, stride, pads, dilate, groups, bias=bias)
+    return dx, dw, db
 
 
 def bias_gradient(dy) -> np.ndarray:
@@ -335,20 +344,26 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
     return y
 
 
-def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups) -> np.ndarray:
-    """dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d} = Σ_blocks colsᵀ · dy
-    (for tiles, the gradient of the banded matrix, folded back onto the filter taps)."""
+def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups, *, bias=False) -> tuple:
+    """(dE/df, dE/db or None): dE/df_{h,w,d,k} = Σ_{n,i,j} dE/dy_{i,j,k} · x_{S·i+dil·h, S·j+dil·w, d}
+    = Σ_blocks colsᵀ · dy (for tiles, the gradient of the banded matrix, folded back onto the filter
+    taps), and with `bias` dE/db = Σ_blocks 1ᵀ · dy, each block's dy read again while still in cache
+    (the keypoints net's conv1: 13.9 ms for its 145 MB dE/dy in one pass afterwards)."""
     tile = tile_width(dy.shape[-2], w_shape[-1], x.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(dy.shape[1:-1], w_shape[:-2], stride, tile)
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
     columns = int(np.prod(kernel_t)) * w_shape[-2]
     dt = np.zeros((columns, tile * w_shape[-1]), dtype=np.result_type(x, dy))
     k_g = dt.shape[1] // groups
+    db = np.zeros(w_shape[-1], dtype=dt.dtype) if bias else None
     for block in blocks(x.shape[0], out_t, columns):
         cols = im2col(view[:, block[0] : block[1], block[2] : block[3]], "conv.cols", tiled=tile > 1)
-        for g, (c, d) in enumerate(zip(cols, per_group(block_of(dy, block), groups, tile))):
+        dy_block = block_of(dy, block)
+        for g, (c, d) in enumerate(zip(cols, per_group(dy_block, groups, tile))):
             dt[:, g * k_g : (g + 1) * k_g] += _inner_products(c, d)
-    return untiled_filter_gradient(dt, w_shape, tile, stride[-1])
+        if bias:
+            db += bias_gradient(dy_block)
+    return untiled_filter_gradient(dt, w_shape, tile, stride[-1]), db
 
 
 def _inner_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
