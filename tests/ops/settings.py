@@ -50,6 +50,8 @@ POOL_SETTINGS = {
     "odd-batch1": ((1, 5, 5, 1), {"kernel": 2, "stride": 1}),
     "3x3-stride2-pad-after": ((2, 8, 7, 2), {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}),
     "pad-after-on-one-axis": ((1, 7, 8, 2), {"kernel": 3, "stride": 2, "pad": (1, 1, 0, 1)}),
+    "2x2-tiling-with-pad-after": ((2, 7, 7, 2), {"kernel": 2, "pad": (0, 1, 0, 1)}),
+    "2x2-tiling-with-pad-before": ((1, 7, 5, 2), {"kernel": 2, "pad": (1, 0, 1, 0)}),
     "3d-pad1": ((1, 5, 6, 5, 2), {"kernel": 3, "stride": 2, "pad": 1}),
     "3d-pad-after": ((2, 5, 4, 6, 1), {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1, 0, 1)}),
     "3d": ((2, 4, 6, 5, 2), {"kernel": (2, 2, 3), "stride": (2, 1, 2), "pad": (0, 1, 1, 0, 1, 1)}),

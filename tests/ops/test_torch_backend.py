@@ -224,3 +224,10 @@ def test_convscope_imports_and_runs_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_loss_weights_of_another_array_kind_are_a_named_error():
+    logits, labels = _torch(X.reshape(40, 6)), _torch(LABELS.reshape(40))
+    for op in (ops.softmax_log_loss, lambda *a, **k: ops.softmax_log_loss_backward(*a, 1.0, **k)):
+        with pytest.raises(ValueError, match="weights must be the same kind of array"):
+            op(logits, labels, weights=np.ones(6))

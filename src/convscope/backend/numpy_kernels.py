@@ -23,8 +23,9 @@ import numpy as np
 from convscope.backend import parallel, workspace
 
 
-def pad_spatial(x: np.ndarray, pads, name: str, fill: float = 0.0) -> np.ndarray:
-    """x padded on its spatial axes (negative amounts crop) into the reusable buffer `name`."""
+def pad_spatial(x: np.ndarray, pads, name: str) -> np.ndarray:
+    """x padded with zeros on its spatial axes (negative amounts crop) into the reusable buffer
+    `name`."""
     crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for n, (a, b) in zip(x.shape[1:-1], pads))
     x = x[(slice(None), *crop)]
     grow = tuple((max(a, 0), max(b, 0)) for a, b in pads)
@@ -36,7 +37,7 @@ def pad_spatial(x: np.ndarray, pads, name: str, fill: float = 0.0) -> np.ndarray
         margin = [slice(None)] * out.ndim
         for part in (slice(0, a), slice(shape[axis] - b, None)):
             margin[axis] = part
-            out[tuple(margin)] = fill
+            out[tuple(margin)] = 0
     out[(slice(None), *(slice(a, a + n) for n, (a, _) in zip(x.shape[1:-1], grow)))] = x
     return out
 

@@ -77,7 +77,12 @@ def _check_classes(op, x, labels, weights) -> None:
             f"{op}: labels must lie in [0, {classes}) for C = {classes} classes, "
             f"got values from {int(labels.min())} to {int(labels.max())}"
         )
-    if weights is not None and tuple(weights.shape) != (classes,):
+    if weights is None:
+        return
+    if kernels(weights) is not kernels(x):
+        raise ConfigError(f"{op}: weights must be the same kind of array as the logits "
+                          f"({type(x).__name__}), got {type(weights).__name__}")
+    if tuple(weights.shape) != (classes,):
         raise ShapeError(f"{op}: weights must have one entry per class, shape ({classes},)")
 
 

@@ -35,9 +35,10 @@ def pool_backward(x, dy, *, kernel, stride=None, pad=0, method="max", y=None):
          dE/dy_{i,j,d}   (ties go to the first maximum only, as PyTorch does)
     avg: dE/dx_{p,d} = Σ_{windows (i,j) containing p} dE/dy_{i,j,d} / |p_{i,j}|
 
-    y (optional, beyond the contract): the forward's output pool(x, ...). Max pooling on NumPy then
-    finds each window's maximum without recomputing it (the Pool layer passes it); PyTorch's kernel
-    needs the maximum's position, not its value, and ignores it.
+    y (optional, beyond the contract): the forward's output pool(x, ...), which the Pool layer
+    passes. Max pooling then skips finding the maxima again: on NumPy it compares x with y, on
+    PyTorch tensors it takes the positions that forward found (kept with y, and used only while x
+    is unchanged, else found anew).
     """
     kernel_, stride_, pads, out = _pool_geometry("pool_backward", x, kernel, stride, pad, method)
     out_shape = (x.shape[0], *out, x.shape[-1])
