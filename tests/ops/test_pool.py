@@ -2,12 +2,15 @@
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from settings import POOL_SETTINGS, distinct
 from torch_oracle import check_op, pool_reference
 
 from convscope import ConfigError, ops
+from convscope.backend import numpy_kernels
 from convscope.debug import gradcheck
 from convscope.ops._args import padding
 
@@ -41,6 +44,67 @@ def test_max_pool_sends_the_gradient_to_the_first_maximum_only():
     x = np.array([[5.0, 5.0], [1.0, 5.0]]).reshape(1, 2, 2, 1)
     dx = ops.pool_backward(x, np.ones((1, 1, 1, 1)), kernel=2)
     assert dx.reshape(2, 2).tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("name", POOL_SETTINGS)
+def test_max_pool_routes_ties_to_the_first_maximum_as_pytorch_does(name):
+    """Ties everywhere (a ReLU's zeros, rounded values): PyTorch's max pooling keeps the first
+    maximum of each window (row-major), and so must every path of ours (overlapping windows go
+    through the phase split)."""
+    shape, hyper = POOL_SETTINGS[name]
+    kernel = hyper["kernel"]
+    stride = hyper.get("stride", kernel)
+    pads = padding("pool", "pad", hyper.get("pad", 0), len(shape) - 2)
+    x = np.maximum(np.round(np.random.default_rng(2).standard_normal(shape)), 0)
+    assert (x == 0).mean() > 0.3
+
+    def reference(xt):
+        return pool_reference(xt, kernel=kernel, stride=stride, pads=pads, method="max")
+
+    check_op(ops.pool, ops.pool_backward, reference, [x], dtype=np.float64, hyper=hyper)
+
+
+@pytest.mark.parametrize("kernel, stride", [(3, 2), (2, 2)])
+def test_max_pool_window_of_minus_infinity_routes_to_its_first_real_cell(kernel, stride):
+    """As PyTorch's max pooling with `padding` (not an explicit −∞ pad): a window whose real
+    cells are all −∞ sends its gradient to the first of them, never to a padded cell."""
+    x = np.full((1, 5, 5, 2), -np.inf)
+    y = ops.pool(x, kernel=kernel, stride=stride, pad=1)
+    dy = np.arange(1.0, y.size + 1).reshape(y.shape)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
+    yt = F.max_pool2d(xt, kernel, stride, padding=1)
+    yt.backward(torch.tensor(dy.transpose(0, 3, 1, 2)))
+    np.testing.assert_array_equal(ops.pool_backward(x, dy, kernel=kernel, stride=stride, pad=1, y=y),
+                                  xt.grad.numpy().transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("name", POOL_SETTINGS)
+def test_split_into_phases_then_merging_gives_the_input_back(name):
+    shape, hyper = POOL_SETTINGS[name]
+    dims = len(shape) - 2
+    kernel = np.broadcast_to(hyper["kernel"], dims).tolist()
+    stride = np.broadcast_to(hyper.get("stride", kernel), dims).tolist()
+    pads = padding("pool", "pad", hyper.get("pad", 0), dims)
+    if not numpy_kernels.by_phases(kernel, stride):
+        pytest.skip("windows that do not overlap are not split")
+    x = distinct(shape)
+    out_spatial = [1 + (n + a + b - k) // s for n, (a, b), k, s in zip(shape[1:-1], pads, kernel, stride)]
+    split = numpy_kernels.split_into_phases(x, kernel, stride, pads, out_spatial, np.nan, "test.phases")
+    views = numpy_kernels.phase_views(split, kernel, stride, out_spatial)
+    for offset, view in zip(np.ndindex(*kernel), views):
+        for index in np.ndindex(*out_spatial):  # the offset's cell of window `index`, padded: NaN
+            cell = [s * i + o - a for s, i, o, (a, _) in zip(stride, index, offset, pads)]
+            real = all(0 <= c < n for c, n in zip(cell, shape[1:-1]))
+            expected = x[(slice(None), *cell)] if real else np.full((shape[0], shape[-1]), np.nan)
+            np.testing.assert_array_equal(view[(slice(None), *index)], expected)
+    merged = numpy_kernels.merge_phases(split, stride, pads, np.full(x.shape, -1.0))
+    extent = split.shape[1 + dims : -1]  # cells per phase: those at S·r + a − P_before, r < extent
+    held = (slice(None), *(slice(0, min(n, s * e - a)) for n, s, e, (a, _) in
+                           zip(shape[1:-1], stride, extent, pads)))
+    beyond = np.ones(x.shape, dtype=bool)
+    beyond[held] = False
+    np.testing.assert_array_equal(merged[held], x[held])
+    assert (merged[beyond] == 0).all()
 
 
 @pytest.mark.parametrize("name", [*POOL_SETTINGS, "2x2-uneven"])
