@@ -210,6 +210,19 @@ def test_fully_connected_matches_numerical_and_pytorch(x_shape, w_shape, dtype):
     check_op(ops.fully_connected, ops.fully_connected_backward, reference, [x, w, b], dtype=dtype)
 
 
+@pytest.mark.parametrize("to_array", [np.asarray, torch.from_numpy])
+def test_fully_connected_bias_of_another_dtype_promotes_as_an_addition(to_array):
+    """The bias is added in place (NumPy) or fused into the product (PyTorch's addmm) only where
+    that keeps the result type of x·w + b."""
+    x, w = RNG.standard_normal((4, 6)).astype(np.float32), RNG.standard_normal((6, 3)).astype(np.float32)
+    b = RNG.standard_normal(3)
+    for bias in (b, b.astype(np.float32)):
+        y = ops.fully_connected(to_array(x), to_array(w), to_array(bias))
+        expected = x @ w + bias
+        assert str(y.dtype).endswith(str(expected.dtype))
+        np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-6)  # float32 sums
+
+
 def test_fully_connected_names_the_expected_input():
     with pytest.raises(ShapeError, match="N×4×5×2"):
         ops.fully_connected(np.zeros((3, 5, 4, 2)), np.zeros((4, 5, 2, 6)))

@@ -239,6 +239,18 @@ def bias_gradient(dy) -> np.ndarray:
     return np.ones(flat.shape[0], dtype=flat.dtype) @ flat
 
 
+def affine(x, w, b=None) -> np.ndarray:
+    """x·w + b for an N×M matrix x, M×K filters w and K biases b (or None), the bias added in
+    place when that keeps NumPy's result type."""
+    y = x @ w
+    if b is None:
+        return y
+    if np.result_type(y, b) != y.dtype:
+        return y + b
+    y += b
+    return y
+
+
 def max_pool(x, kernel, stride, pads, out_spatial) -> np.ndarray:
     """Max pooling, batch parts in parallel (see _max_pool)."""
     shape = (x.shape[0], *out_spatial, x.shape[-1])

@@ -122,6 +122,13 @@ def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups):
     return _cropped(dxp, pads)
 
 
+def affine(x, w, b=None):
+    """x·w + b, in one kernel (`torch.addmm`) when the bias has the product's dtype."""
+    if b is None or b.dtype != x.dtype or b.dtype != w.dtype:
+        return x @ w if b is None else x @ w + b
+    return torch.addmm(b, x, w)
+
+
 def bias_gradient(dy):
     """dE/db_k = Σ over every axis but the last of dE/dy_{…,k}."""
     return dy.reshape(-1, dy.shape[-1]).sum(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from convscope.backend import kernels
 from convscope.errors import ShapeError, describe_shape
 from convscope.ops import _args
 from convscope.ops.conv import bias_gradient
@@ -17,10 +18,7 @@ def fully_connected(x, w, b=None):
     matrix product of the flattened input (N × HWD) with the filters (HWD × K).
     """
     output = _checked_output_shape("fully_connected", x, w, b)
-    y = _flat_input(x) @ _flat_filters(w)
-    if b is not None:
-        y = y + b
-    return y.reshape(output)
+    return kernels(x).affine(_flat_input(x), _flat_filters(w), b).reshape(output)
 
 
 def fully_connected_backward(x, w, b, dy, *, input_grad=True):
