@@ -102,3 +102,55 @@ def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer)
     for a, b in zip(results["numpy"], results["torch"], strict=True):
         assert np.max(np.abs(a - b)) < 1e-14
     assert not np.allclose(results["numpy"][1], values[1])
+
+
+def _filters_outermost(t) -> bool:
+    """Whether an H'×W'×D×K tensor holds its K filters outermost in memory (K×H'×W'×D)."""
+    return t.permute(3, 0, 1, 2).is_contiguous()
+
+
+def test_torch_network_keeps_its_filters_in_the_kernels_order_and_copies_none(digits):
+    """On PyTorch a network keeps each convolution's filters K×H'×W'×D in memory (PyTorch's
+    channels_last weight): the kernels take them and return dE/df without a copy, and the
+    optimiser's state follows the same order; NumPy gets them back C-contiguous."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Copies(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ in ("clone", "copy_", "_to_copy", "contiguous"):
+                Copies.count += 1
+            return func(*args, **(kwargs or {}))
+
+    net = zoo.lenet5(seed=2).to("cpu")
+    optimizer = Nesterov(0.01, 0.9)
+    batch = {"input": torch.from_numpy(digits[0][:8].astype(np.float32)),
+             "label": torch.from_numpy(digits[1][:8])}
+    from convscope.train.step import train_step
+
+    train_step(net, optimizer, batch)
+    with Copies():
+        train_step(net, optimizer, batch)
+    assert Copies.count == 0
+    for name in ("conv1.w", "conv2.w"):
+        p = net.params()[name]
+        assert _filters_outermost(p.value) and p.value.stride() == p.grad.stride()
+        assert optimizer.state[name]["v"].stride() == p.value.stride()
+    assert net.params()["fc1.w"].value.is_contiguous()
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    back = net.to("numpy").params()["conv1.w"].value
+    assert back.flags.c_contiguous
+    np.testing.assert_array_equal(back, before["conv1.w"])
+
+
+def test_restored_optimizer_state_takes_the_parameters_memory_order(digits):
+    net = zoo.lenet5(seed=2).to("cpu")
+    optimizer = Nesterov(0.01, 0.9)
+    optimizer.state = {"conv2.w": {"v": np.ones(tuple(net.params()["conv2.w"].value.shape))}}
+    from convscope.train.step import train_step
+
+    train_step(net, optimizer, {"input": torch.from_numpy(digits[0][:8].astype(np.float32)),
+                                "label": torch.from_numpy(digits[1][:8])})
+    v = optimizer.state["conv2.w"]["v"]
+    assert isinstance(v, torch.Tensor) and _filters_outermost(v) and v.dtype == torch.float32

@@ -239,6 +239,12 @@ def bias_gradient(dy) -> np.ndarray:
     return np.ones(flat.shape[0], dtype=flat.dtype) @ flat
 
 
+def stored_filters(w: np.ndarray) -> np.ndarray:
+    """Filters as a network keeps them on this backend: H'×W'×D×K, C-contiguous, so that their
+    matrix (H'W'D) × K is a view."""
+    return np.ascontiguousarray(w)
+
+
 def affine(x, w, b=None) -> np.ndarray:
     """x·w + b for an N×M matrix x, M×K filters w and K biases b (or None), the bias added in
     place when that keeps NumPy's result type."""

@@ -27,6 +27,7 @@ _CHANNELS_FIRST = {4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}  # N×H×W×D → N×D×
 _CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}  # N×D×H×W → N×H×W×D
 _FILTERS_OUT_FIRST = {4: (3, 0, 1, 2), 5: (4, 0, 1, 2, 3)}  # H'×W'×D×K → K×H'×W'×D
 _FILTERS_FROM_TORCH = {4: (2, 3, 1, 0), 5: (2, 3, 4, 1, 0)}  # K×D×H'×W' → H'×W'×D×K
+_FILTERS_OUT_LAST = {4: (1, 2, 3, 0), 5: (1, 2, 3, 4, 0)}  # K×H'×W'×D → H'×W'×D×K
 
 
 def to_torch_layout(x: torch.Tensor) -> torch.Tensor:
@@ -39,15 +40,27 @@ def from_torch_layout(y: torch.Tensor) -> torch.Tensor:
     return y.permute(_CHANNELS_LAST[y.ndim]).contiguous()
 
 
+def stored_filters(w: torch.Tensor) -> torch.Tensor:
+    """w[h, w, d, k] with the K filters outermost in memory (K×H'×W'×D, PyTorch's channels_last
+    weight), as a network keeps its convolutions' filters on this backend: `filters_to_torch`
+    then hands them to the kernels without a copy, and dE/df, which PyTorch's convolution backward
+    returns in that order, keeps it (the optimiser's multi-tensor kernels want the value, its
+    gradient and its momentum in one layout). Without this, every convolution copied its filters
+    once per forward and once per dE/dx, and its dE/df once."""
+    return w.permute(_FILTERS_OUT_FIRST[w.ndim]).contiguous().permute(_FILTERS_OUT_LAST[w.ndim])
+
+
 def filters_to_torch(w: torch.Tensor) -> torch.Tensor:
-    """w[h, w, d, k] → PyTorch's K×D×H'×W' weight, stored channels_last (K×H'×W'×D in memory)."""
+    """w[h, w, d, k] → PyTorch's K×D×H'×W' weight, stored channels_last (K×H'×W'×D in memory):
+    a view of `stored_filters`' order, else a copy."""
     stored = w.permute(_FILTERS_OUT_FIRST[w.ndim]).contiguous()  # K × H' × W' × D
     return stored.permute(_CHANNELS_FIRST[stored.ndim])
 
 
 def filters_from_torch(dw: torch.Tensor) -> torch.Tensor:
-    """PyTorch's K×D×H'×W' weight gradient → H'×W'×D×K."""
-    return dw.permute(_FILTERS_FROM_TORCH[dw.ndim]).contiguous()
+    """PyTorch's K×D×H'×W' weight gradient → H'×W'×D×K, a view (in `stored_filters`' order when
+    PyTorch returns it channels_last, as it does for channels-last inputs)."""
+    return dw.permute(_FILTERS_FROM_TORCH[dw.ndim])
 
 
 def pad_flat(pads) -> tuple[int, ...]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convscope import ops
-from convscope.backend import array_namespace, can_inspect_values
+from convscope.backend import array_namespace, can_inspect_values, kernels
 from convscope.backend.devices import device_of, numpy_dtype, to_device
 from convscope.errors import ConfigError, ShapeError
 from convscope.nn.init import initialize
@@ -94,6 +94,10 @@ class Layer(abc.ABC):
     def _param(self, name, shape, init, rng, dtype, **factors) -> None:
         self.params[name] = Parameter(initialize(init, shape, rng, dtype), **factors)
 
+    def placed(self) -> None:  # noqa: B027 (most layers keep their parameters as they are)
+        """Called after the network moved its parameters to a device or dtype: lets a layer keep
+        a parameter in the memory order its backend's kernels run fastest."""
+
     def value(self, name):
         """The array of parameter ``name`` (None when the layer has no such parameter)."""
         p = self.params.get(name)
@@ -152,6 +156,13 @@ class _Filtered(Layer):
         return {k: v for k, v in self.hyper().items()
                 if k not in ("k", "d", "size", "bias", "init", "rate")}
 
+    stores_filters = False  # Conv, ConvTranspose: w kept in the backend's filter order
+
+    def placed(self) -> None:
+        if self.stores_filters and "w" in self.params:
+            w = self.params["w"]
+            w.value = kernels(w.value).stored_filters(w.value)
+
     def backward(self, xs, aux, dy, *, input_grad=True):
         dx, dw, db = self.op_backward(xs[0], self.value("w"), self.value("b"), dy,
                                       input_grad=input_grad, **self.op_hyper())
@@ -178,6 +189,7 @@ class Conv(_Filtered):
     init: str | dict = "he"
     op = staticmethod(ops.conv)
     op_backward = staticmethod(ops.conv_backward)
+    stores_filters = True
 
     def build(self, in_shapes, rng, dtype):
         (shape,) = in_shapes
@@ -214,6 +226,7 @@ class ConvTranspose(_Filtered):
     init: str | dict = "he"
     op = staticmethod(ops.conv_transpose)
     op_backward = staticmethod(ops.conv_transpose_backward)
+    stores_filters = True
 
     def build(self, in_shapes, rng, dtype):
         (shape,) = in_shapes

@@ -231,6 +231,7 @@ class Network:
         for p in self.params().values():
             p.value = to_device(p.value, self.device, self.dtype)
             p.grad = None
+        self._placed()
         self._tape = None
         return self
 
@@ -240,7 +241,13 @@ class Network:
         self.dtype = np.dtype(dtype)
         for p in self.params().values():
             p.value = to_device(p.value, self.device, self.dtype)
+        self._placed()
         return self
+
+    def _placed(self) -> None:
+        """Let each layer keep its parameters in its backend's preferred memory order."""
+        for layer in self.layers.values():
+            layer.placed()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter array (running moments included) by ``"layer.param"``, as NumPy arrays

@@ -86,9 +86,7 @@ class Optimizer(abc.ABC):
         slots = self.state.get(name)
         if slots is None or (self.slots and not _beside(slots[self.slots[0]], p.value)):
             old = slots or {}
-            zeros = array_namespace(p.value).zeros_like
-            slots = self.state[name] = {s: to_device(old[s], device_of(p.value)) if s in old
-                                        else zeros(p.value) for s in self.slots}
+            slots = self.state[name] = {s: _like(p.value, old.get(s)) for s in self.slots}
         return slots
 
     @abc.abstractmethod
@@ -120,6 +118,15 @@ class Optimizer(abc.ABC):
             self.state.setdefault(name, {})[slot] = np.array(a)
         for key, value in hyper.items():
             setattr(self, key, value)
+
+
+def _like(value, restored=None):
+    """An array of value's shape, device, dtype and memory order (the multi-tensor kernels want
+    a parameter and its state in one layout): zeros, or a copy of the restored array."""
+    slot = array_namespace(value).zeros_like(value)
+    if restored is not None:
+        slot[...] = to_device(restored, device_of(value))
+    return slot
 
 
 def _beside(a, b) -> bool:
