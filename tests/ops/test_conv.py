@@ -19,7 +19,7 @@ STRATEGIES = {
     "chosen": {},
     "untiled": {"TILE_FILTERS": 0},
     "widest-tiles": {"TILE_FILTERS": 10**6, "TILE_CHANNELS": 10**6},
-    "dx-rotated": {"ROTATED_MIN_CHANNELS": 1},
+    "dx-rotated": {"ROTATED_MIN_CHANNELS": 1, "COL2IM_MIN_FILTERS": 10**6},
     "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6},
 }
 
@@ -54,6 +54,25 @@ def test_conv_matches_pytorch(name, dtype, strategy):
 
     inputs = list(conv_inputs(x_shape, w_shape, bias, w_shape[-1]))
     check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=dtype, hyper=hyper)
+
+
+@pytest.mark.parametrize("kernel, strategy_for_dx", [(2, "col2im"), (3, "rotated")])
+def test_conv_input_gradient_of_many_filters_matches_pytorch(kernel, strategy_for_dx, monkeypatch):
+    """32 channels in, 128 filters: dE/dx goes by col2im for a 2×2 kernel (a long product, 4
+    scatter additions), by the rotated convolution for 3×3; both as PyTorch."""
+    chosen = []
+    for name in ("_conv_backward_data_col2im", "_conv_backward_data_rotated"):
+        original = getattr(numpy_kernels, name)
+
+        def recorded(*args, original=original, name=name, **kwargs):
+            chosen.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(numpy_kernels, name, recorded)
+    x, w, b = conv_inputs((2, 5, 6, 32), (kernel, kernel, 32, 128), True, 128)
+    check_op(ops.conv, ops.conv_backward, lambda *t: conv_reference(*t, pads=((1, 1), (0, 0))),
+             [x, w, b], dtype=np.float64, hyper={"pad": (1, 1, 0, 0)})
+    assert chosen == [f"_conv_backward_data_{strategy_for_dx}"]
 
 
 @pytest.mark.parametrize("name", TRANSPOSE_SETTINGS)
