@@ -546,7 +546,8 @@ def split_into_phases(x, kernel, stride, pads, out_spatial, fill, name: str) -> 
     beats the repeated strided passes: CIFAR-10's pool1 backward (3×3, stride 2, D = 32, batch
     128 on two cores) 30.0 → 22.2 ms. The forward, one strided read per offset, gained nothing
     (8.9 against 8.7 ms) and keeps its strided views; so does average pooling (CIFAR-10's pool2:
-    2.4 ms either way).
+    2.4 ms either way). The split and the split dE/dx are per-thread buffers the size of the
+    batch part's input (`workspace.release` frees them).
     """
     extent = phase_extent(out_spatial, kernel, stride)
     split = workspace.buffer(name, (x.shape[0], *stride, *extent, x.shape[-1]), x.dtype)
