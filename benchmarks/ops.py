@@ -5,7 +5,9 @@ quick net (32×32×3) at batch 128: convscope's forward then its hand-written ba
 (channels-last), against PyTorch's forward then autograd backward (NCHW, its native layout) for the
 same layer, in the same process, the two taking turns (benchmarks/timing.py). Max pooling's backward
 is given the forward's output, as convscope's Pool layer gives it (PyTorch's keeps the forward's
-argmax positions). Prints medians and the ratio convscope / PyTorch (below 1: faster).
+argmax positions). The CIFAR-10 pools, padded by one cell after, are PyTorch's ceil_mode pools
+(the same windows, no padded copy). Prints medians and the ratio convscope / PyTorch (below 1:
+faster).
 
     python benchmarks/ops.py [--batch 128] [--repeats 15]
 """
@@ -86,13 +88,18 @@ def torch_step(kind, x, params, hyper):
 
         return run
     kernel, stride = hyper["kernel"], hyper.get("stride") or hyper["kernel"]
-    pad = hyper.get("pad", 0)
-    flat = (pad[2], pad[3], pad[0], pad[1]) if isinstance(pad, tuple) else (pad,) * 4
+    pool = F.max_pool2d if kind == "max" else F.avg_pool2d
+    if hyper.get("pad", 0) not in (0, (0, 1, 0, 1)):
+        raise ValueError(f"no PyTorch pooling for pad={hyper['pad']} here: add it to torch_step")
+    if hyper.get("pad", 0) == (0, 1, 0, 1):  # one cell after: PyTorch's ceil_mode windows, no copy
+        def run():
+            y = pool(xt, kernel, stride, ceil_mode=True)
+            y.backward(y.detach())
+
+        return run
 
     def run():
-        padded = F.pad(xt, flat, value=-np.inf if kind == "max" else 0.0) if any(flat) else xt
-        pool = F.max_pool2d if kind == "max" else F.avg_pool2d
-        y = pool(padded, kernel, stride)
+        y = pool(xt, kernel, stride)
         y.backward(y.detach())
 
     return run

@@ -29,15 +29,13 @@ def keypoints_net2() -> nn.Module:
 
 def cifar10_quick() -> nn.Module:
     """conv 5×5×32 → max pool 3/2 → ReLU → conv 5×5×32 → ReLU → avg pool 3/2 → conv 5×5×64 → ReLU →
-    avg pool 3/2 → fc 64 → fc 10 (pools padded on the bottom/right as convscope's (0, 1, 0, 1))."""
-    def pad():
-        return nn.ZeroPad2d((0, 1, 0, 1))
-
+    avg pool 3/2 → fc 64 → fc 10. convscope's pools are padded by one cell after (0, 1, 0, 1), which
+    gives the windows of PyTorch's ceil_mode (as Caffe's pooling): the pools take ceil_mode instead
+    of a padded copy, and average pooling then also leaves the missing cells out of the count."""
     return nn.Sequential(
-        nn.Conv2d(3, 32, 5, padding=2), nn.ConstantPad2d((0, 1, 0, 1), float("-inf")),
-        nn.MaxPool2d(3, 2), nn.ReLU(),
-        nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), pad(), nn.AvgPool2d(3, 2),
-        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), pad(), nn.AvgPool2d(3, 2), nn.Flatten(),
+        nn.Conv2d(3, 32, 5, padding=2), nn.MaxPool2d(3, 2, ceil_mode=True), nn.ReLU(),
+        nn.Conv2d(32, 32, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.AvgPool2d(3, 2, ceil_mode=True), nn.Flatten(),
         nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
     )
 
