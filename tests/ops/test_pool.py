@@ -64,6 +64,16 @@ def test_max_pool_routes_ties_to_the_first_maximum_as_pytorch_does(name):
     check_op(ops.pool, ops.pool_backward, reference, [x], dtype=np.float64, hyper=hyper)
 
 
+def test_max_pool_backward_of_an_integer_input_routes_as_for_floats():
+    """Integer images (uint8 pixels) pooled directly: the phase split, whose padding is NaN, is for
+    floating-point inputs; integers keep the strided path, with the same routing."""
+    x = np.random.default_rng(3).integers(0, 4, size=(2, 9, 9, 2)).astype(np.uint8)
+    hyper = {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}
+    dy = np.random.default_rng(4).standard_normal(ops.pool(x, **hyper).shape)
+    np.testing.assert_array_equal(ops.pool_backward(x, dy, **hyper),
+                                  ops.pool_backward(x.astype(np.float64), dy, **hyper))
+
+
 @pytest.mark.parametrize("kernel, stride", [(3, 2), (2, 2)])
 def test_max_pool_window_of_minus_infinity_routes_to_its_first_real_cell(kernel, stride):
     """As PyTorch's max pooling with `padding` (not an explicit −∞ pad): a window whose real

@@ -632,8 +632,8 @@ def _route_to_maxima(x, dy, y, kernel, stride, pads, out) -> np.ndarray:
     x or of dE/dx (padded cells never hold a maximum). When the windows tile the padded input
     exactly (stride = kernel, no cell left over, as in LeNet-5 and the keypoints net), every cell is
     written once and dE/dx needs no zero fill (the keypoints net's pool1: a 145 MB array).
-    Overlapping windows go through `split_into_phases`."""
-    if by_phases(kernel, stride):
+    Overlapping windows of a floating-point x go through `split_into_phases` (its padding is NaN)."""
+    if by_phases(kernel, stride) and x.dtype.kind == "f":
         return _route_to_maxima_by_phases(x, dy, y, kernel, stride, pads, out)
     out_spatial = dy.shape[1:-1]
     padded = (n + a + b for n, (a, b) in zip(x.shape[1:-1], pads))
