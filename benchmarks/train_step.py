@@ -85,7 +85,15 @@ def pytorch_step(name, device, x, y, *, graph=False):
     yt = torch.from_numpy(np.asarray(y)).to(device)
     if not graph:
         return lambda: step(xt, yt)
-    return captured(step, xt, yt).replay
+    cuda_graph, static = captured(step, xt, yt), (xt, yt)
+
+    def replay():
+        # the graph reads xt and yt by address, so the call keeps them alive (freed, their memory
+        # went to other tensors and replays read garbage labels: a device-side assert in nll_loss)
+        cuda_graph.replay()
+        return static
+
+    return replay
 
 
 def captured(step, x, y):

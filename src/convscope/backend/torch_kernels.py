@@ -263,7 +263,8 @@ def avg_pool(x, kernel, stride, pads, out_spatial):
 def avg_pool_backward(x, dy, kernel, stride, pads):
     """dE/dx_p = Σ over windows holding p of dE/dy / count, via the average-pooling backward kernel."""
     out_spatial = tuple(dy.shape[1:-1])
-    xt, padding, ceil_mode, margins = _pool_input(x, kernel, stride, pads, out_spatial, 0.0)
+    xt, padding, ceil_mode, margins = _pool_input(x, kernel, stride, pads, out_spatial, 0.0,
+                                                  native=not _avg_backward_misroutes_padding(x, pads))
     backward = torch.ops.aten.avg_pool2d_backward if x.ndim == 4 else torch.ops.aten.avg_pool3d_backward
     if margins is None:
         return from_torch_layout(backward(to_torch_layout(dy), xt, list(kernel), list(stride),
@@ -273,14 +274,21 @@ def avg_pool_backward(x, dy, kernel, stride, pads):
     return _cropped(dxp, margins)
 
 
-def _pool_input(x, kernel, stride, pads, out_spatial, fill):
+def _avg_backward_misroutes_padding(x, pads) -> bool:
+    """PyTorch's CUDA average-pooling backward for channels-last inputs (convscope's layout) maps
+    input cells to the wrong windows when it pads them itself (pytorch/pytorch#188344, seen with
+    PyTorch 2.11 on an H200: dE/dx off, the forward right); there convscope pads explicitly."""
+    return x.is_cuda and any(before for before, _ in pads)
+
+
+def _pool_input(x, kernel, stride, pads, out_spatial, fill, *, native=True):
     """x in PyTorch's layout for its pooling kernels, with their (padding, ceil mode), and the
-    margins to crop from dE/dx: None where PyTorch's own padding gives the same windows, else x
-    explicitly padded with `fill`, padding 0 and the margins `pads`."""
+    margins to crop from dE/dx: None where PyTorch's own padding gives the same windows (and
+    `native` allows it), else x explicitly padded with `fill`, padding 0 and the margins `pads`."""
     xt = to_torch_layout(x)
-    native = _native_padding(tuple(x.shape[1:-1]), tuple(kernel), tuple(stride), tuple(pads),
-                             tuple(out_spatial))
-    if native is not None:
+    native = native and _native_padding(tuple(x.shape[1:-1]), tuple(kernel), tuple(stride),
+                                        tuple(pads), tuple(out_spatial))
+    if native:
         return xt, *native, None
     return _padded(xt, pads, value=fill), (0,) * len(kernel), False, pads
 

@@ -1,0 +1,107 @@
+"""Where the host's time goes in one eager training step (the lecture's networks are small enough
+that on a GPU the eager step waits on Python and kernel launches, not on arithmetic).
+
+For convscope-torch and for PyTorch (nn.Module, autograd, torch.optim) on `--device`:
+- host ms per step: the wall time of launching `--steps` steps back to back, before the final
+  synchronisation (on a GPU, the time the host needs when the GPU keeps up);
+- kernels per step: the device kernels (on the CPU, the ATen operators) that torch.profiler sees;
+- with --cprofile, the convscope step's Python functions by own time (cProfile).
+
+    python benchmarks/host_profile.py --device cuda --models lenet5 cifar10_quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_step import batch, convscope_step, pytorch_step  # noqa: E402
+
+
+def synchronise(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def host_ms(fn, device, steps):
+    """Median over 5 rounds of the per-step wall time of `steps` back-to-back calls, before the
+    round's closing synchronisation."""
+    rounds = []
+    for _ in range(5):
+        synchronise(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        rounds.append((time.perf_counter() - start) / steps)
+        synchronise(device)
+    return 1e3 * float(np.median(rounds))
+
+
+def kernels_per_step(fn, device, steps=5):
+    """Device kernels (CPU: top-level ATen operators) per step, as torch.profiler records them."""
+    cuda = device.startswith("cuda")
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        synchronise(device)
+    events = prof.events()
+    if cuda:
+        count = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    else:
+        count = sum(1 for e in events if e.name.startswith("aten::") and e.cpu_parent is None)
+    return count / steps
+
+
+def python_profile(fn, steps=50, top=30):
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(steps):
+        fn()
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", nargs="+", default=["lenet5", "cifar10_quick"])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--cprofile", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"host time per eager step, batch {args.batch}; {args.device}; PyTorch {torch.__version__}")
+    print("| model | contender | host ms | kernels |")
+    print("| --- | --- | ---: | ---: |")
+    for name in args.models:
+        x, y = batch(name, args.batch, rng)
+        fns = {"convscope-torch": convscope_step(name, args.device, x, y),
+               "pytorch": pytorch_step(name, args.device, x, y)}
+        for label, fn in fns.items():
+            for _ in range(5):
+                fn()
+            ms = host_ms(fn, args.device, args.steps)
+            print(f"| {name} | {label} | {ms:.3f} | {kernels_per_step(fn, args.device):.0f} |",
+                  flush=True)
+        if args.cprofile:
+            print(python_profile(fns["convscope-torch"]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
