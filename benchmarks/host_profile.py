@@ -5,6 +5,7 @@ For convscope-torch and for PyTorch (nn.Module, autograd, torch.optim) on `--dev
 - host ms per step: the wall time of launching `--steps` steps back to back, before the final
   synchronisation (on a GPU, the time the host needs when the GPU keeps up);
 - kernels per step: the device kernels (on the CPU, the ATen operators) that torch.profiler sees;
+- with --kernels, the device kernels of one step by name, for both;
 - with --cprofile, the convscope step's Python functions by own time (cProfile).
 
     python benchmarks/host_profile.py --device cuda --models lenet5 cifar10_quick
@@ -18,6 +19,7 @@ import io
 import pstats
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +49,9 @@ def host_ms(fn, device, steps):
     return 1e3 * float(np.median(rounds))
 
 
-def kernels_per_step(fn, device, steps=5):
-    """Device kernels (CPU: top-level ATen operators) per step, as torch.profiler records them."""
+def kernel_names(fn, device, steps=5) -> Counter:
+    """{name: count per step} of the device kernels (CPU: top-level ATen operators) that
+    torch.profiler records in `steps` steps."""
     cuda = device.startswith("cuda")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if cuda:
@@ -57,12 +60,11 @@ def kernels_per_step(fn, device, steps=5):
         for _ in range(steps):
             fn()
         synchronise(device)
-    events = prof.events()
     if cuda:
-        count = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+        names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     else:
-        count = sum(1 for e in events if e.name.startswith("aten::") and e.cpu_parent is None)
-    return count / steps
+        names = [e.name for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None]
+    return Counter({name: count / steps for name, count in Counter(names).items()})
 
 
 def python_profile(fn, steps=50, top=30):
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["lenet5", "cifar10_quick"])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--kernels", action="store_true", help="list each step's kernels by name")
     parser.add_argument("--cprofile", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -93,12 +96,18 @@ def main() -> None:
         x, y = batch(name, args.batch, rng)
         fns = {"convscope-torch": convscope_step(name, args.device, x, y),
                "pytorch": pytorch_step(name, args.device, x, y)}
+        listed = {}
         for label, fn in fns.items():
             for _ in range(5):
                 fn()
             ms = host_ms(fn, args.device, args.steps)
-            print(f"| {name} | {label} | {ms:.3f} | {kernels_per_step(fn, args.device):.0f} |",
-                  flush=True)
+            listed[label] = kernel_names(fn, args.device)
+            print(f"| {name} | {label} | {ms:.3f} | {sum(listed[label].values()):.0f} |", flush=True)
+        if args.kernels:
+            for label, names in listed.items():
+                print(f"{name}, {label}: kernels per step by name")
+                for kernel, count in names.most_common():
+                    print(f"  {count:5.1f}  {kernel[:110]}")
         if args.cprofile:
             print(python_profile(fns["convscope-torch"]), flush=True)
 
