@@ -85,20 +85,13 @@ def pytorch_step(name, device, x, y, *, graph=False):
     yt = torch.from_numpy(np.asarray(y)).to(device)
     if not graph:
         return lambda: step(xt, yt)
-    cuda_graph, static = captured(step, xt, yt), (xt, yt)
-
-    def replay():
-        # the graph reads xt and yt by address, so the call keeps them alive (freed, their memory
-        # went to other tensors and replays read garbage labels: a device-side assert in nll_loss)
-        cuda_graph.replay()
-        return static
-
-    return replay
+    return captured(step, xt, yt)
 
 
 def captured(step, x, y):
     """PyTorch's own whole-step CUDA graph (the recipe of its CUDA-graphs notes): three warm-up
-    steps on a side stream, then one step recorded on the static tensors x, y."""
+    steps on a side stream, then one step recorded on the static tensors x, y. Returns the call
+    that replays it."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -108,7 +101,17 @@ def captured(step, x, y):
     cuda_graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(cuda_graph):
         step(x, y)
-    return cuda_graph
+    # The graph reads and writes x, y, the weights, their gradients and the optimiser's state by
+    # address; the replay call keeps them alive. (Once freed, their memory went to the other
+    # contenders' tensors, and the replays read garbage labels or faulted: an assert in nll_loss,
+    # an illegal memory access.)
+    kept = (step, x, y)
+
+    def replay():
+        cuda_graph.replay()
+        return kept
+
+    return replay
 
 
 def run_table(args) -> None:
@@ -181,13 +184,13 @@ def _pytorch_epoch(device, steps, graph):
     if not graph:
         return lambda: [step(x, y) for x, y in data]
     static_x, static_y = data[0][0].clone(), data[0][1].clone()
-    cuda_graph = captured(step, static_x, static_y)
+    replay = captured(step, static_x, static_y)
 
     def epoch():
         for x, y in data:
             static_x.copy_(x)
             static_y.copy_(y)
-            cuda_graph.replay()
+            replay()
 
     return epoch
 
