@@ -51,14 +51,14 @@ def timed_by(device):
     return cuda_time if device.startswith("cuda") else wall_time
 
 
-def synchronised(fn, device):
-    """fn, then a wait for the GPU on CUDA (warm-up calls must finish before timing starts)."""
-    if not device.startswith("cuda"):
-        return fn
-
+def synchronised(fn, device, chain=1):
+    """`chain` calls of fn back to back, then a wait for the GPU on CUDA (warm-up calls must finish
+    before timing starts)."""
     def call():
-        fn()
-        torch.cuda.synchronize()
+        for _ in range(chain):
+            fn()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     return call
 
@@ -136,8 +136,9 @@ def run_table(args) -> None:
                 else:
                     device = "numpy" if column == "convscope-numpy" else args.device
                     fn = convscope_step(name, device, x, y, graph=graph)
-                steps[column] = synchronised(fn, args.device)
+                steps[column] = synchronised(fn, args.device, args.chain)
             times = interleaved_medians(steps, args.repeats, warmup=3, timed=timed_by(args.device))
+            times = {c: t / args.chain for c, t in times.items()}
             base = times["pytorch"]
             ms = " | ".join(f"{times[c] * 1e3:.3f}" for c in columns)
             ratios = " | ".join(f"{times[c] / base:.2f}" for c in columns if c != "pytorch")
@@ -202,6 +203,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(SHAPES))
     parser.add_argument("--batches", nargs="+", type=int, default=[128, 1024])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--chain", type=int, default=1,
+                        help="steps per timed call, back to back as in a training loop (on a GPU "
+                             "the host then launches a step while the last one runs); the table "
+                             "gives the time per step")
     parser.add_argument("--no-numpy", action="store_true", help="skip convscope-numpy")
     parser.add_argument("--epoch", action="store_true", help="also time one MNIST epoch")
     parser.add_argument("--data-dir", default=None, help="folder holding mnist.npz (for --epoch)")
@@ -211,7 +216,8 @@ def main() -> None:
     extra = f", cuDNN {torch.backends.cudnn.version()}" if args.device.startswith("cuda") else (
         f", {torch.get_num_threads()} threads")
     print(f"train step, SGD-Nesterov; {card}; PyTorch {torch.__version__}{extra}; "
-          f"numpy {np.__version__}; median of {args.repeats}")
+          f"numpy {np.__version__}; median of {args.repeats}"
+          + (f" calls of {args.chain} steps each" if args.chain > 1 else ""))
     run_table(args)
     if args.epoch:
         run_epoch(args)
