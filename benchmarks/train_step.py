@@ -5,7 +5,8 @@
 - convscope-torch: the same network and hand-written backward on PyTorch tensors (PyTorch's kernels,
   no autograd), eager, and on a GPU also captured whole as a CUDA graph (``--cuda-graph``);
 - pytorch: the same network as an nn.Module with autograd and torch.optim (benchmarks/
-  torch_reference.py), eager, and on a GPU also as PyTorch's own whole-step CUDA graph.
+  torch_reference.py), eager, and on a GPU also as PyTorch's own whole-step CUDA graph (each call
+  copying the batch into the graph's input tensors, as convscope's graph step and a training loop do).
 
 Prints the median time per step and the ratio to PyTorch eager (below 1: faster than PyTorch); the
 contenders take turns, repeat by repeat (benchmarks/timing.py).
@@ -85,7 +86,16 @@ def pytorch_step(name, device, x, y, *, graph=False):
     yt = torch.from_numpy(np.asarray(y)).to(device)
     if not graph:
         return lambda: step(xt, yt)
-    return captured(step, xt, yt)
+    static_x, static_y = xt.clone(), yt.clone()
+    replay = captured(step, static_x, static_y)
+
+    def call():
+        # as convscope's CudaGraphStep and a training loop do: the batch into the graph's inputs
+        static_x.copy_(xt)
+        static_y.copy_(yt)
+        replay()
+
+    return call
 
 
 def captured(step, x, y):
