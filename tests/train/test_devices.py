@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from convscope import ConfigError, zoo
+from convscope.nn import Network
+from convscope.nn.layers import Conv, FullyConnected, ReLU
 from convscope.train import Trainer
 from convscope.train.config import DEFAULTS, validate
 from convscope.train.datasets import load_split
@@ -154,3 +156,24 @@ def test_restored_optimizer_state_takes_the_parameters_memory_order(digits):
                                 "label": torch.from_numpy(digits[1][:8])})
     v = optimizer.state["conv2.w"]["v"]
     assert isinstance(v, torch.Tensor) and _filters_outermost(v) and v.dtype == torch.float32
+
+
+def _small_net(net):
+    net.add("conv1", Conv(4, 3), "input")
+    net.add("relu1", ReLU(), "conv1")
+    net.add("fc", FullyConnected(3), "relu1")
+    return net
+
+
+def test_layers_added_after_to_join_the_network_on_its_device():
+    """A layer added to a network already on PyTorch gets its parameters there, in the backend's
+    filter order, and computes what the same network moved after building computes."""
+    early = _small_net(Network({"input": (8, 8, 3)}, dtype=np.float64, seed=1).to("cpu"))
+    late = _small_net(Network({"input": (8, 8, 3)}, dtype=np.float64, seed=1)).to("cpu")
+    for name, p in early.params().items():
+        q = late.params()[name].value
+        assert isinstance(p.value, torch.Tensor), name
+        assert p.value.stride() == q.stride(), name
+        assert torch.equal(p.value, q), name
+    x = np.random.default_rng(2).standard_normal((2, 8, 8, 3))
+    assert torch.equal(early.forward({"input": x})["fc"], late.forward({"input": x})["fc"])

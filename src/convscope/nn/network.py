@@ -104,6 +104,8 @@ class Network:
                           f"input(s) {given}: {e}") from None
         self.shapes[node.output] = out
         self._order.append(node.name)
+        if self.device != NUMPY:  # added after net.to(device): the layer joins the others there
+            self._place(node.layer)
 
     def order(self) -> list[str]:
         """The layers in execution (topological) order, or a ConfigError naming a cycle or a
@@ -228,10 +230,10 @@ class Network:
         CPU), 'cuda' or 'cuda:N'. The ops then run on that backend; feeds are moved there batch by
         batch. Returns self."""
         self.device = check_device(device)
-        for p in self.params().values():
-            p.value = to_device(p.value, self.device, self.dtype)
-            p.grad = None
-        self._placed()
+        for layer in self.layers.values():
+            for p in layer.params.values():
+                p.grad = None
+            self._place(layer)
         self._tape = None
         return self
 
@@ -239,15 +241,16 @@ class Network:
     def astype(self, dtype) -> Network:
         """Convert every parameter to ``dtype`` (float64 for gradient checks); returns self."""
         self.dtype = np.dtype(dtype)
-        for p in self.params().values():
-            p.value = to_device(p.value, self.device, self.dtype)
-        self._placed()
+        for layer in self.layers.values():
+            self._place(layer)
         return self
 
-    def _placed(self) -> None:
-        """Let each layer keep its parameters in its backend's preferred memory order."""
-        for layer in self.layers.values():
-            layer.placed()
+    def _place(self, layer) -> None:
+        """Move a layer's parameters to the network's device and dtype, then let the layer keep
+        them in its backend's preferred memory order."""
+        for p in layer.params.values():
+            p.value = to_device(p.value, self.device, self.dtype)
+        layer.placed()
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Every parameter array (running moments included) by ``"layer.param"``, as NumPy arrays
