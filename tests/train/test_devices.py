@@ -6,7 +6,7 @@ import torch
 
 from convscope import ConfigError, zoo
 from convscope.nn import Network
-from convscope.nn.layers import Conv, FullyConnected, ReLU
+from convscope.nn.layers import Conv, FullyConnected, L2Loss, ReLU
 from convscope.train import Trainer
 from convscope.train.config import DEFAULTS, validate
 from convscope.train.datasets import load_split
@@ -177,3 +177,34 @@ def test_layers_added_after_to_join_the_network_on_its_device():
         assert torch.equal(p.value, q), name
     x = np.random.default_rng(2).standard_normal((2, 8, 8, 3))
     assert torch.equal(early.forward({"input": x})["fc"], late.forward({"input": x})["fc"])
+
+
+@pytest.mark.parametrize("values_readable", [True, False], ids=["cpu-tensors", "as-on-cuda"])
+def test_l2_loss_layer_on_torch_drops_missing_targets_as_on_numpy(values_readable, monkeypatch):
+    """NaN (missing) keypoints give no loss and no gradient on either backend, also where the
+    layer may not read values and so always applies the mask (CUDA)."""
+    from convscope.nn import layers
+    from convscope.ops import losses
+
+    if not values_readable:
+        monkeypatch.setattr(layers, "can_inspect_values", lambda a: not isinstance(a, torch.Tensor))
+        monkeypatch.setattr(losses, "can_inspect_values", lambda a: not isinstance(a, torch.Tensor))
+    rng = np.random.default_rng(4)
+    x, target = rng.standard_normal((3, 1, 1, 4)), rng.standard_normal((3, 2, 2))
+    target[1, 0] = np.nan
+    for t in (target, np.abs(target) + 0.0):  # with a missing keypoint, and with none
+        on_numpy = _loss_and_gradient(x, t, "numpy")
+        on_torch = _loss_and_gradient(x, t, "cpu")
+        for a, b in zip(on_numpy, on_torch, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-12)
+    loss, dx = _loss_and_gradient(x, target, "cpu")
+    assert np.isfinite(loss) and np.all(dx.reshape(3, 2, 2)[1, 0] == 0)
+
+
+def _loss_and_gradient(x, target, device):
+    layer = L2Loss()
+    if device != "numpy":
+        x, target = torch.from_numpy(x), torch.from_numpy(target)
+    loss, aux = layer.forward([x, target], train=True, rng=None)
+    dx, _ = layer.backward([x, target], aux, 1.0)
+    return [np.asarray(a) if device == "numpy" else a.numpy() for a in (loss, dx)]

@@ -560,13 +560,14 @@ class L2Loss(_Loss):
 
     @staticmethod
     def _target(x, target):
-        """The target shaped as x, NaN replaced by 0, and the mask of known values (None: all)."""
+        """The target shaped as x and in x's dtype, and the mask of its known values (None: all
+        known). NaN is the one value unequal to itself, so t == t is the mask in one kernel."""
         xp = array_namespace(x)
         t = target.reshape(x.shape)
-        mask = ~xp.isnan(t)
-        known = xp.astype(xp.where(mask, t, xp.zeros_like(t)), x.dtype)
-        # while a CUDA graph is captured, values cannot be read: the mask is then always applied
-        return known, None if can_inspect_values(t) and bool(xp.all(mask)) else mask
+        t = t if t.dtype == x.dtype else xp.astype(t, x.dtype)
+        mask = t == t
+        # on a GPU values are not read (a stall, and an error in a CUDA graph): the mask is applied
+        return t, None if can_inspect_values(t) and bool(xp.all(mask)) else mask
 
     def forward(self, xs, *, train, rng):
         t, mask = self._target(*xs)

@@ -55,7 +55,7 @@ def l2_loss(x, target, *, mask=None):
 def l2_loss_backward(x, target, dy=1.0, *, mask=None):
     """dE/dx_m = dE/dy · 2 (x_m − t_m) / |M| for m ∈ M, 0 for masked positions."""
     diff, count = _residuals("l2_loss_backward", x, target, mask)
-    return diff * (2 * dy / count)
+    return diff * (2 * dy) / count
 
 
 def _check_classes(op, x, labels, weights) -> None:
@@ -102,7 +102,8 @@ def _residuals(op, x, target, mask):
         return x - target, math.prod(x.shape)
     if tuple(mask.shape) != tuple(x.shape):
         raise ShapeError(f"{op}: mask must have the target's shape {describe_shape(x.shape)}")
-    count = xp.sum(xp.astype(mask, x.dtype))  # an array: reading it would stop a CUDA-graph capture
+    count = xp.sum(mask, dtype=x.dtype)  # an array: reading it would stop a CUDA-graph capture
     if can_inspect_values(mask) and float(count) == 0:
         raise ConfigError(f"{op}: the mask drops every target; nothing is left to fit")
-    return xp.where(mask, x - xp.where(mask, target, x), xp.zeros_like(x)), count
+    # x − t is read only where the mask keeps t: a dropped target's NaN never reaches the loss
+    return xp.where(mask, x - target, 0.0), count
