@@ -231,3 +231,12 @@ def test_loss_weights_of_another_array_kind_are_a_named_error():
     for op in (ops.softmax_log_loss, lambda *a, **k: ops.softmax_log_loss_backward(*a, 1.0, **k)):
         with pytest.raises(ValueError, match="weights must be the same kind of array"):
             op(logits, labels, weights=np.ones(6))
+
+
+def test_constant_tensors_that_a_cuda_graph_reads_are_never_evicted():
+    """A captured step reads cached constants (−1 for the loss, pooling's window counts) by
+    address: an evicting cache would free them under a live graph, which then reads garbage."""
+    from convscope.backend import torch_kernels
+
+    for cached in (torch_kernels._minus_ones, torch_kernels._window_counts):
+        assert cached.cache_info().maxsize is None, cached.__name__

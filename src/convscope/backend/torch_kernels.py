@@ -196,7 +196,7 @@ def _class_rows(x, labels):
     return x.reshape(-1, x.shape[-1]), targets.reshape(-1)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.cache  # never evicted: a captured CUDA graph reads it by address (see _window_counts)
 def _minus_ones(dtype, device):
     """A one-element tensor −1 per dtype and device, made once (not a fill kernel every step)."""
     return torch.full((1, 1), -1.0, dtype=dtype, device=device)
@@ -323,9 +323,11 @@ def _counts(x, kernel, stride, pads, out_spatial):
                           tuple(out_spatial), x.dtype, x.device)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.cache
 def _window_counts(in_spatial, kernel, stride, pads, out_spatial, dtype, device):
     """The per-window cell counts as a tensor, made once per geometry: a host-to-device copy inside
-    every step would also stop the step from being captured as a CUDA graph."""
+    every step would also stop the step from being captured as a CUDA graph. Never evicted: a
+    captured graph reads the tensor by address, and once freed its memory would go to other
+    tensors while the graph still reads it (a few hundred numbers per pooling geometry)."""
     counts = window_counts(in_spatial, kernel, stride, pads, out_spatial, np.float64)
     return torch.as_tensor(counts, dtype=dtype, device=device)
