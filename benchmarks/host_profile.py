@@ -4,7 +4,8 @@ that on a GPU the eager step waits on Python and kernel launches, not on arithme
 For convscope-torch and for PyTorch (nn.Module, autograd, torch.optim) on `--device`:
 - host ms per step: the wall time of launching `--steps` steps back to back, before the final
   synchronisation (on a GPU, the time the host needs when the GPU keeps up);
-- kernels per step: the device kernels (on the CPU, the ATen operators) that torch.profiler sees;
+- kernels per step: the device kernels (on the CPU, the outermost ATen operators, views
+  included) that torch.profiler sees;
 - with --kernels, the device kernels of one step by name, for both;
 - with --cprofile, the convscope step's Python functions by own time (cProfile).
 
@@ -50,8 +51,8 @@ def host_ms(fn, device, steps):
 
 
 def kernel_names(fn, device, steps=5) -> Counter:
-    """{name: count per step} of the device kernels (CPU: top-level ATen operators) that
-    torch.profiler records in `steps` steps."""
+    """{name: count per step} of the device kernels (CPU: the ATen operators not called by another,
+    autograd's included) that torch.profiler records in `steps` steps."""
     cuda = device.startswith("cuda")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if cuda:
@@ -63,7 +64,8 @@ def kernel_names(fn, device, steps=5) -> Counter:
     if cuda:
         names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     else:
-        names = [e.name for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None]
+        names = [e.name for e in prof.events() if e.name.startswith("aten::") and not (
+            e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))]
     return Counter({name: count / steps for name, count in Counter(names).items()})
 
 
