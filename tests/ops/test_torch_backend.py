@@ -240,3 +240,16 @@ def test_constant_tensors_that_a_cuda_graph_reads_are_never_evicted():
 
     for cached in (torch_kernels._minus_ones, torch_kernels._window_counts):
         assert cached.cache_info().maxsize is None, cached.__name__
+
+
+def test_average_pooling_backward_pads_explicitly_on_cuda_where_pytorch_misroutes():
+    """PyTorch's CUDA average-pooling backward on channels-last input misroutes its own padding
+    (pytorch/pytorch#188344): there convscope pads x itself; without padding, or off CUDA, not."""
+    from types import SimpleNamespace
+
+    from convscope.backend.torch_kernels import _avg_backward_misroutes_padding
+
+    on_cuda, on_cpu = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)
+    assert _avg_backward_misroutes_padding(on_cuda, ((1, 1), (0, 0)))
+    assert not _avg_backward_misroutes_padding(on_cuda, ((0, 1), (0, 1)))  # after only: ceil mode
+    assert not _avg_backward_misroutes_padding(on_cpu, ((1, 1), (1, 1)))
