@@ -7,7 +7,11 @@ For convscope-torch and for PyTorch (nn.Module, autograd, torch.optim) on `--dev
 - kernels per step: the device kernels (on the CPU, the outermost ATen operators, views
   included) that torch.profiler sees;
 - with --kernels, the device kernels of one step by name, for both;
-- with --cprofile, the convscope step's Python functions by own time (cProfile).
+- with --cprofile, the convscope step's Python functions by own time (cProfile);
+- with --replay, where convscope-torch's host time goes: the PyTorch calls one step makes are
+  recorded (a TorchFunctionMode) and replayed bare, all of them, then only those that make a new
+  tensor (not a view or the input itself). Step − replay is convscope's own Python; replay −
+  replay of the new-tensor calls is the views' cost (permutes and reshapes between layouts).
 
     python benchmarks/host_profile.py --device cuda --models lenet5 cifar10_quick
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -80,6 +85,55 @@ def python_profile(fn, steps=50, top=30):
     return text.getvalue()
 
 
+class _Recorder(TorchFunctionMode):
+    """Records (function, args, kwargs, makes a new tensor) for every PyTorch call returning
+    tensors (shape and stride queries are left out: they are not dispatched operators)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        tensors = [t for t in (out if isinstance(out, (tuple, list)) else (out,))
+                   if isinstance(t, torch.Tensor)]
+        if tensors:
+            inputs = {a.untyped_storage().data_ptr() for a in _flat(args, kwargs)}
+            new = any(t.untyped_storage().data_ptr() not in inputs for t in tensors)
+            in_place = getattr(func, "__name__", "").endswith("_")
+            self.calls.append((func, args, kwargs, new or in_place))
+        return out
+
+
+def _flat(args, kwargs):
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            yield a
+        elif isinstance(a, (tuple, list)):
+            yield from (t for t in a if isinstance(t, torch.Tensor))
+
+
+def replay_rows(fn, device, steps):
+    """(calls per step, new-tensor calls, host ms replaying all, host ms replaying new-tensor
+    calls) for one recorded step of fn."""
+    recorder = _Recorder()
+    with recorder:
+        fn()
+    synchronise(device)
+    every = [(f, a, k) for f, a, k, _ in recorder.calls]
+    making = [(f, a, k) for f, a, k, new in recorder.calls if new]
+
+    def replay(calls):
+        def run():
+            for f, a, k in calls:
+                f(*a, **k)
+        return run
+
+    return (len(every), len(making), host_ms(replay(every), device, steps),
+            host_ms(replay(making), device, steps))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,6 +143,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--kernels", action="store_true", help="list each step's kernels by name")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--replay", action="store_true",
+                        help="split convscope-torch's host time: its Python, views, PyTorch calls")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"host time per eager step, batch {args.batch}; {args.device}; PyTorch {torch.__version__}")
@@ -112,6 +168,14 @@ def main() -> None:
                     print(f"  {count:5.1f}  {kernel[:110]}")
         if args.cprofile:
             print(python_profile(fns["convscope-torch"]), flush=True)
+        if args.replay:
+            fn = fns["convscope-torch"]
+            step = host_ms(fn, args.device, args.steps)
+            calls, making, every_ms, making_ms = replay_rows(fn, args.device, args.steps)
+            print(f"{name}, convscope-torch step {step:.3f} ms: {calls} PyTorch calls, {making} "
+                  f"making new tensors; replayed bare {every_ms:.3f} ms, new-tensor calls only "
+                  f"{making_ms:.3f} ms; convscope's Python {step - every_ms:.3f} ms, views "
+                  f"{every_ms - making_ms:.3f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -220,11 +220,16 @@ def main() -> None:
     parser.add_argument("--no-numpy", action="store_true", help="skip convscope-numpy")
     parser.add_argument("--epoch", action="store_true", help="also time one MNIST epoch")
     parser.add_argument("--data-dir", default=None, help="folder holding mnist.npz (for --epoch)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="torch.backends.cudnn.benchmark = True for every contender (cuDNN "
+                             "times its algorithms once per shape and keeps the fastest)")
     args = parser.parse_args()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     card = torch.cuda.get_device_name() if args.device.startswith("cuda") else (
         platform.processor() or platform.machine())
     extra = f", cuDNN {torch.backends.cudnn.version()}" if args.device.startswith("cuda") else (
         f", {torch.get_num_threads()} threads")
+    extra += ", cudnn.benchmark on" if args.cudnn_benchmark else ""
     print(f"train step, SGD-Nesterov; {card}; PyTorch {torch.__version__}{extra}; "
           f"numpy {np.__version__}; median of {args.repeats}"
           + (f" calls of {args.chain} steps each" if args.chain > 1 else ""))

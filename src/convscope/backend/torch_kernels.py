@@ -26,8 +26,10 @@ from convscope.backend.numpy_kernels import window_counts
 _CHANNELS_FIRST = {4: (0, 3, 1, 2), 5: (0, 4, 1, 2, 3)}  # N×H×W×D → N×D×H×W
 _CHANNELS_LAST = {4: (0, 2, 3, 1), 5: (0, 2, 3, 4, 1)}  # N×D×H×W → N×H×W×D
 _FILTERS_OUT_FIRST = {4: (3, 0, 1, 2), 5: (4, 0, 1, 2, 3)}  # H'×W'×D×K → K×H'×W'×D
+_FILTERS_TO_TORCH = {4: (3, 2, 0, 1), 5: (4, 3, 0, 1, 2)}  # H'×W'×D×K → K×D×H'×W'
 _FILTERS_FROM_TORCH = {4: (2, 3, 1, 0), 5: (2, 3, 4, 1, 0)}  # K×D×H'×W' → H'×W'×D×K
 _FILTERS_OUT_LAST = {4: (1, 2, 3, 0), 5: (1, 2, 3, 4, 0)}  # K×H'×W'×D → H'×W'×D×K
+_LEADING_AXES = {n: tuple(range(n - 1)) for n in range(2, 7)}  # every axis but the last
 
 
 def to_torch_layout(x: torch.Tensor) -> torch.Tensor:
@@ -51,10 +53,9 @@ def stored_filters(w: torch.Tensor) -> torch.Tensor:
 
 
 def filters_to_torch(w: torch.Tensor) -> torch.Tensor:
-    """w[h, w, d, k] → PyTorch's K×D×H'×W' weight, stored channels_last (K×H'×W'×D in memory):
-    a view of `stored_filters`' order, else a copy."""
-    stored = w.permute(_FILTERS_OUT_FIRST[w.ndim]).contiguous()  # K × H' × W' × D
-    return stored.permute(_CHANNELS_FIRST[stored.ndim])
+    """w[h, w, d, k] → PyTorch's K×D×H'×W' weight, a view: channels_last (K×H'×W'×D in memory)
+    for filters in `stored_filters`' order; PyTorch's kernels convert other filters themselves."""
+    return w.permute(_FILTERS_TO_TORCH[w.ndim])
 
 
 def filters_from_torch(dw: torch.Tensor) -> torch.Tensor:
@@ -103,9 +104,8 @@ def conv_backward(x, w, dy, stride, pads, dilate, groups, *, input_grad, bias):
     xt, padding, margins = to_torch_layout(x), _symmetric(pads), None
     if padding is None:
         xt, padding, margins = _padded(xt, pads), (0,) * dims, pads
-    weight = filters_to_torch(w) if input_grad else _as_input(_torch_filter_shape(w.shape), x)
     dxp, dw, db = torch.ops.aten.convolution_backward(
-        to_torch_layout(dy), xt, weight, [w.shape[-1]] if bias else None, list(stride),
+        to_torch_layout(dy), xt, filters_to_torch(w), [w.shape[-1]] if bias else None, list(stride),
         list(padding), list(dilate), False, [0] * dims, groups, [input_grad, True, bias],
     )
     dx = _cropped(dxp, margins) if input_grad else None
@@ -143,8 +143,9 @@ def affine(x, w, b=None):
 
 
 def bias_gradient(dy):
-    """dE/db_k = Σ over every axis but the last of dE/dy_{…,k}."""
-    return dy.reshape(-1, dy.shape[-1]).sum(0)
+    """dE/db_k = Σ over every axis but the last of dE/dy_{…,k} (one call: each PyTorch call, a
+    reshape included, costs the host several µs on a GPU)."""
+    return dy.sum(_LEADING_AXES[dy.ndim])
 
 
 def _torch_filter_shape(w_shape):
@@ -187,13 +188,20 @@ def softmax_log_loss_backward(x, labels, dy, weights):
     else:
         omega = weights[targets]
         grad *= (omega * (dy / omega.sum()))[:, None]
-    return grad.reshape(x.shape)
+    return _shaped(grad, x.shape)
 
 
 def _class_rows(x, labels):
     """x as (positions × C) rows and labels as the 64-bit class indices PyTorch indexes with."""
     targets = labels if labels.dtype == torch.int64 else labels.long()
-    return x.reshape(-1, x.shape[-1]), targets.reshape(-1)
+    return _shaped(x, (-1, x.shape[-1])), _shaped(targets, (-1,))
+
+
+def _shaped(a, shape):
+    """a.reshape(shape), or a itself where it has that shape already (N×C logits, N labels): no
+    PyTorch call for a no-op."""
+    same = a.ndim == len(shape) and all(s in (-1, t) for s, t in zip(shape, a.shape))
+    return a if same else a.reshape(shape)
 
 
 @functools.cache  # never evicted: a captured CUDA graph reads it by address (see _window_counts)

@@ -16,7 +16,8 @@ def gradcheck(forward, backward, inputs, *, dy=None, eps=1e-6, directions=None, 
     is the gradient of the first input; None marks an input with no gradient, e.g. labels).
     With E(x) = Σ dy ⊙ f(x), each gradient must equal dE/dx, which is estimated as
     (E(x + ε e_i) − E(x − ε e_i)) / 2ε for every element i, or, with `directions=k`, along k random
-    unit directions v: (E(x + ε v) − E(x − ε v)) / 2ε against ⟨dE/dx, v⟩ (for large inputs).
+    unit directions v: (E(x + ε v) − E(x − ε v)) / 2ε against ⟨dE/dx, v⟩ (for large inputs),
+    relative to the larger of the two and of ‖dE/dx‖/√n, a random projection's typical size.
 
     dy defaults to a seeded standard normal array of y's shape (1 for a scalar output). Inputs are
     converted to float64 (NumPy arrays or PyTorch tensors); integer inputs are passed unchanged.
@@ -69,8 +70,12 @@ def _numerical_gradient(objective, x, eps) -> np.ndarray:
 
 
 def _directional_error(objective, x, grad, eps, directions, rng) -> float:
+    """The worst over the directions of |d_num − ⟨g, v⟩| / max(|d_num|, |⟨g, v⟩|, ‖g‖/√n): a
+    random unit direction's projection is typically ‖g‖/√n (n elements), and one that happens to
+    be nearly orthogonal to g is not allowed to turn rounding noise into a large relative error."""
     original = x * 1
     worst = 0.0
+    typical = float(np.linalg.norm(grad)) / np.sqrt(max(grad.size, 1))
     for _ in range(directions):
         v = rng.standard_normal(grad.shape)
         v /= np.linalg.norm(v)
@@ -80,7 +85,9 @@ def _directional_error(objective, x, grad, eps, directions, rng) -> float:
         x[...] = original - step
         minus = objective()
         x[...] = original
-        worst = max(worst, _relative_error(np.array((plus - minus) / (2 * eps)), np.vdot(grad, v)))
+        numerical, analytic = (plus - minus) / (2 * eps), float(np.vdot(grad, v))
+        scale = max(abs(numerical), abs(analytic), typical)
+        worst = max(worst, abs(numerical - analytic) / scale if scale else 0.0)
     return worst
 
 
