@@ -18,7 +18,7 @@ CONVSCOPE_TEST_DEVICE=cuda timeout 120 python3 -m pytest -q -rf -p no:cacheprovi
 timeout 100 python3 benchmarks/gpu_check.py 2>&1 | tee "$OUT/gpu_check.txt"
 timeout 150 python3 benchmarks/train_step.py --device cuda --epoch --data-dir local_data --repeats 20 2>&1 | tee "$OUT/train_step_cuda.txt"
 timeout 150 python3 benchmarks/train_step.py --device cuda --repeats 20 --chain 10 2>&1 | tee "$OUT/train_step_cuda_chain10.txt"
-timeout 60 python3 benchmarks/host_profile.py --device cuda --models lenet5 cifar10_quick keypoints_net2 --kernels 2>&1 | grep -v Warn | tee "$OUT/host_profile_cuda.txt"
+timeout 60 python3 benchmarks/host_profile.py --device cuda --models lenet5 cifar10_quick keypoints_net2 --kernels --replay 2>&1 | grep -v Warn | tee "$OUT/host_profile_cuda.txt"
 # the main job on the GPU through the command line: eager, then with the whole step as a CUDA graph
 for flags in "--device cuda" "--device cuda --cuda-graph"; do
   echo "convscope train $flags" | tee -a "$OUT/main_job_cuda.txt"

@@ -46,11 +46,10 @@ def to_device(a, device: str, dtype=None):
         return a if dtype is None else a.astype(dtype, copy=False)
     import torch
 
-    if is_torch_array(a):
-        a = a.to(device)
-    else:
-        a = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-    return a if dtype is None else a.to(torch_dtype(dtype))
+    if not is_torch_array(a):
+        a = torch.from_numpy(np.ascontiguousarray(a))
+    # one call (a no-op when a is there already): a network's feed asks on every batch
+    return a.to(device) if dtype is None else a.to(device, torch_dtype(dtype))
 
 
 def to_numpy(a) -> np.ndarray:
