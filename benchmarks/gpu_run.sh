@@ -14,7 +14,7 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'numpy', numpy.__version__)" | tee -a "$OUT/gpu.txt"
-CONVSCOPE_TEST_DEVICE=cuda timeout 120 python3 -m pytest -q -rf -p no:cacheprovider tests/ops/test_torch_backend.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
+CONVSCOPE_TEST_DEVICE=cuda timeout 120 python3 -m pytest -rf -p no:cacheprovider tests/ops/test_torch_backend.py 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
 timeout 100 python3 benchmarks/gpu_check.py 2>&1 | tee "$OUT/gpu_check.txt"
 timeout 150 python3 benchmarks/train_step.py --device cuda --epoch --data-dir local_data --repeats 20 2>&1 | tee "$OUT/train_step_cuda.txt"
 timeout 150 python3 benchmarks/train_step.py --device cuda --repeats 20 --chain 10 2>&1 | tee "$OUT/train_step_cuda_chain10.txt"
