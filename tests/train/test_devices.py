@@ -212,3 +212,16 @@ def _loss_and_gradient(x, target, device):
     loss, aux = layer.forward([x, target], train=True, rng=None)
     dx, _ = layer.backward([x, target], aux, 1.0)
     return [np.asarray(a) if device == "numpy" else a.numpy() for a in (loss, dx)]
+
+
+def test_feed_arrives_on_the_networks_device_and_dtype_in_one_move(digits):
+    net = zoo.lenet5(dtype=np.float64, seed=3).to("cpu")
+    images = digits[0][:4]
+    from_numpy = net._check_feed("input", images.astype(np.float32))
+    from_torch = net._check_feed("input", torch.from_numpy(images.astype(np.float32)))
+    labels = net._check_feed("label", digits[1][:4])
+    assert from_numpy.dtype == from_torch.dtype == torch.float64
+    torch.testing.assert_close(from_numpy, torch.from_numpy(images.astype(np.float32)).double())
+    assert labels.dtype == torch.from_numpy(digits[1][:4]).dtype  # class indices keep their type
+    ready = torch.from_numpy(images)  # float64 on the CPU already: no copy
+    assert net._check_feed("input", ready) is ready
