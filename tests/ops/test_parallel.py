@@ -65,6 +65,21 @@ def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_f
             assert relative_error(c, a) < 1e-14
 
 
+@pytest.mark.parametrize("columns, outputs", [(12, 64), (800, 32), (9, 0)])
+def test_blocks_cover_every_output_row_once_within_the_block_size(columns, outputs):
+    """Blocks are sized by the wider side of their product (the columns, or the outputs of a first
+    layer with few columns and many filters), and together cover each output row exactly once."""
+    from convscope.backend import numpy_kernels
+
+    batch, out_spatial = 5, (94, 94)
+    seen = np.zeros((batch, out_spatial[0]), dtype=int)
+    for n0, n1, i0, i1 in numpy_kernels.blocks(batch, out_spatial, columns, outputs):
+        seen[n0:n1, i0:i1] += 1
+        rows = (n1 - n0) * (i1 - i0) * out_spatial[1]
+        assert rows * max(columns, outputs) <= numpy_kernels.BLOCK_FLOATS
+    assert (seen == 1).all()
+
+
 def test_relu_on_parallel_parts_is_the_formula(monkeypatch):
     from convscope.backend import numpy_kernels
 

@@ -143,16 +143,22 @@ def im2col(view: np.ndarray, name: str, *, tiled: bool = False) -> list[np.ndarr
 BLOCK_FLOATS = 1 << 19  # im2col columns of one block: 2 MB of float32, still in cache when the product runs
 
 
-def blocks(batch: int, out_spatial, columns: int):
-    """Output blocks (n0, n1, i0, i1) whose im2col columns hold about BLOCK_FLOATS numbers.
+def blocks(batch: int, out_spatial, columns: int, outputs: int = 0):
+    """Output blocks (n0, n1, i0, i1) whose im2col columns, and the product's `outputs` numbers per
+    row, each hold at most about BLOCK_FLOATS numbers.
 
     A block is several whole samples (n0:n1, every output row) or a band i0:i1 of one sample's
     output rows, so its part of an N×H''×W''×K array is contiguous. Working block by block, the
     columns are still in cache when the product reads them (the CIFAR-10 net's conv2, forward and
     backward, took 72 ms against 131 ms with one product over all N·H''·W'' rows; 1 MB and 4 MB
-    blocks measured a little slower than 2 MB).
+    blocks measured a little slower than 2 MB), and so is the block's output when its bias is
+    added. A first layer has more outputs than columns per row (the keypoints net's conv1, tiled:
+    12 columns, 64 outputs): sized by its columns alone, its output blocks were 11 MB and the forward
+    took 65–78 ms against 46–52 ms with 2 MB blocks (batch 128, two threads, in turns; the filter
+    gradient, whose dE/dy block is the wide side, measured 1.01–1.08× slower so, and keeps the
+    columns' size).
     """
-    rows = max(64, BLOCK_FLOATS // columns)
+    rows = max(64, BLOCK_FLOATS // max(columns, outputs))
     per_line = int(np.prod(out_spatial[1:], dtype=np.int64))
     lines = out_spatial[0]
     if lines * per_line <= rows:
@@ -347,7 +353,7 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
     filters = filter_matrices(w, groups, tile, stride[-1])
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), np.result_type(x, w)) if out is None else out
-    for block in blocks(x.shape[0], out_t, filters[0].shape[0]):
+    for block in blocks(x.shape[0], out_t, filters[0].shape[0], tile * w.shape[-1]):
         cols = im2col(view[:, block[0] : block[1], block[2] : block[3]], "conv.cols", tiled=tile > 1)
         y_block = block_of(y, block)
         if groups == 1:
@@ -434,6 +440,20 @@ def _conv_backward_data_rotated(dy, w, pads, dilate, groups, *, out):
     )
 
 
+def col2im_tile(tile: int, kernel_width: int, channels_per_group: int) -> int:
+    """The tile col2im uses: `tile`, except with one channel per group, where the offset-major
+    layout (whole rows added per kernel offset) beat tiles unless they are wide (6 outputs or
+    more) and the kernel is 5 or more wide. dE/dx at batch 128, tiled against untiled, in turns:
+    96×96×1 inputs, 3×3×1×32 filters (tiles of 2): 48.2 against 32.0 ms; 28×28×28×1 volumes,
+    3×3×3×1×16 filters (tiles of 4): 83.5 against 58.2 ms; 30×30×1, 5×5×1×16 (tiles of 5): 7.7
+    against 6.5 ms; but LeNet-5's conv1, 28×28×1 with 5×5×1×6 filters (tiles of 7): 5.1 against
+    7.2 ms, and 24×24×1 with 5×5×1×12 (tiles of 6): 3.7–4.5 against 4.0–5.3 ms. With 3×3 kernels
+    even tiles of 7 and 10 were no faster (2.1 against 1.7 ms, 2.7 against 2.3 ms)."""
+    if channels_per_group == 1 and (tile < 6 or kernel_width < 5):
+        return 1
+    return tile
+
+
 def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
     """dE/dx = col2im(dy · fᵀ), block by block: the column gradient of a block, one product per
     group (against the banded filters for tiles), is added back over the windows. With one
@@ -441,7 +461,8 @@ def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
     columns out, and added back one kernel offset at a time, each a run of whole output rows (the
     keypoints net's conv1, D = 1: 31 ms against 73 ms window by window)."""
     out_spatial, d_g = dy.shape[1:-1], out.shape[-1] // groups
-    tile = tile_width(out_spatial[-1], w.shape[-1], out.shape[-1], groups, dilate[-1])
+    tile = col2im_tile(tile_width(out_spatial[-1], w.shape[-1], out.shape[-1], groups, dilate[-1]),
+                       w.shape[-3], d_g)
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
     columns = int(np.prod(kernel_t)) * d_g
     dxp = padded_target(out, pads, "conv.dx")
