@@ -20,7 +20,7 @@ STRATEGIES = {
     "untiled": {"TILE_FILTERS": 0},
     "widest-tiles": {"TILE_FILTERS": 10**6, "TILE_CHANNELS": 10**6},
     "dx-rotated": {"ROTATED_MIN_CHANNELS": 1, "COL2IM_MIN_FILTERS": 10**6},
-    "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6},
+    "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6, "ROTATED_FEW_CHANNELS": 10**6},
 }
 
 
@@ -56,10 +56,18 @@ def test_conv_matches_pytorch(name, dtype, strategy):
     check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=dtype, hyper=hyper)
 
 
-@pytest.mark.parametrize("kernel, strategy_for_dx", [(2, "col2im"), (3, "rotated")])
-def test_conv_input_gradient_of_many_filters_matches_pytorch(kernel, strategy_for_dx, monkeypatch):
-    """32 channels in, 128 filters: dE/dx goes by col2im for a 2×2 kernel (a long product, 4
-    scatter additions), by the rotated convolution for 3×3; both as PyTorch."""
+@pytest.mark.parametrize("kernel, channels, filters, pad, strategy_for_dx", [
+    (2, 32, 128, (1, 1, 0, 0), "col2im"),  # a long product dy · fᵀ, 4 scatter additions
+    (3, 32, 128, (1, 1, 0, 0), "rotated"),
+    (3, 8, 16, (1, 1, 1, 1), "rotated"),  # few channels, fewer than 4 filters per channel
+    (3, 8, 32, (1, 1, 1, 1), "col2im"),  # 4 filters per channel
+    (5, 8, 16, (0, 0, 0, 0), "col2im"),  # a valid 5×5 convolution: dE/dx has 2.5× dE/dy's positions
+    (3, 4, 8, (1, 1, 1, 1), "col2im"),  # too few channels
+])
+def test_conv_input_gradient_strategy_is_chosen_by_shape_and_matches_pytorch(
+        kernel, channels, filters, pad, strategy_for_dx, monkeypatch):
+    """dE/dx goes by the rotated convolution or by col2im as `rotated_is_faster` says; both as
+    PyTorch."""
     chosen = []
     for name in ("_conv_backward_data_col2im", "_conv_backward_data_rotated"):
         original = getattr(numpy_kernels, name)
@@ -69,9 +77,10 @@ def test_conv_input_gradient_of_many_filters_matches_pytorch(kernel, strategy_fo
             return original(*args, **kwargs)
 
         monkeypatch.setattr(numpy_kernels, name, recorded)
-    x, w, b = conv_inputs((2, 5, 6, 32), (kernel, kernel, 32, 128), True, 128)
-    check_op(ops.conv, ops.conv_backward, lambda *t: conv_reference(*t, pads=((1, 1), (0, 0))),
-             [x, w, b], dtype=np.float64, hyper={"pad": (1, 1, 0, 0)})
+    x, w, b = conv_inputs((2, 7, 6, channels), (kernel, kernel, channels, filters), True, filters)
+    pads = padding("conv", "pad", pad, 2)
+    check_op(ops.conv, ops.conv_backward, lambda *t: conv_reference(*t, pads=pads),
+             [x, w, b], dtype=np.float64, hyper={"pad": pad})
     assert chosen == [f"_conv_backward_data_{strategy_for_dx}"]
 
 

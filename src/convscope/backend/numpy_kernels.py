@@ -345,10 +345,13 @@ def _batchwise(serial, shape, dtype, batched, *rest) -> np.ndarray:
     return out
 
 
-def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bias=None) -> np.ndarray:
+def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bias=None, *, tile=None):
     """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}: per block of output
-    rows, im2col then one GEMM per group (tiles of the last axis against the banded filters)."""
-    tile = tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
+    rows, im2col then one GEMM per group (tiles of the last axis against the banded filters; `tile`
+    outputs per tile, by default `tile_width`'s. The rotated dE/dx runs untiled: tiles of its D
+    filters measured slower, e.g. 29.9 against 21.1 ms for 64×64×10 inputs with 3×3×10×10 filters)."""
+    if tile is None:
+        tile = tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
     filters = filter_matrices(w, groups, tile, stride[-1])
@@ -395,6 +398,7 @@ def _inner_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 ROTATED_MIN_CHANNELS = 32  # input channels per group from which stride-1 dE/dx is a rotated convolution
+ROTATED_FEW_CHANNELS = 8  # ... or from this many, with fewer than 4 filters per channel (rotated_is_faster)
 COL2IM_MIN_FILTERS = 128  # ... unless the kernel has at most 4 taps and this many filters per group
 
 
@@ -402,23 +406,49 @@ def _conv_backward_data(dy, w, stride, pads, dilate, groups, *, out) -> np.ndarr
     """dE/dx: the transpose of the convolution applied to dy.
 
     With stride 1 it is itself a convolution of dy, padded by dil·(H'−1) − P, with the filters
-    rotated by 180° and their d, k axes swapped within each group (no scatter-add). That product
-    has only D/G columns, which BLAS runs poorly when the input has few channels, so it is used
-    from ROTATED_MIN_CHANNELS input channels per group on (CIFAR-10's conv2 and conv3, D = 32:
-    about 21 and 11 ms against 43 and 17 ms by col2im). With a larger stride or fewer channels
-    (LeNet-5's conv2, D = 6: 3.9 ms against 5.8; CIFAR-10's conv1, D = 3: 34 against 41 ms), the
-    column gradient dy · fᵀ is scattered back over the windows (col2im). So it is, too, for kernels
-    of at most 4 taps with COL2IM_MIN_FILTERS filters or more: there the product dy · fᵀ has a long
-    inner dimension K and 4·D columns, and only 4 additions scatter it (2×2 kernels at batch 64,
-    col2im / rotated: K = 128 with D = 32, 64, 128: 0.76, 0.86, 0.92; K = 64 with D = 32, 64:
-    1.01, 1.13; the keypoints net's conv3, D = 64, K = 128, at batch 128: 48.3 against 53.5 ms;
-    3×3 and 5×5 kernels 1.07–1.79 for every K up to 128).
+    rotated by 180° and their d, k axes swapped within each group (no scatter-add), where
+    `rotated_is_faster`. Otherwise the column gradient dy · fᵀ is scattered back over the windows
+    (col2im).
     """
     d_g, k_g = out.shape[-1] // groups, w.shape[-1] // groups
-    few_taps = int(np.prod(w.shape[:-2])) <= 4 and k_g >= COL2IM_MIN_FILTERS
-    if all(s == 1 for s in stride) and d_g >= ROTATED_MIN_CHANNELS and not few_taps:
+    taps = int(np.prod(w.shape[:-2]))
+    positions = (int(np.prod(out.shape[1:-1])), int(np.prod(dy.shape[1:-1])))
+    if all(s == 1 for s in stride) and rotated_is_faster(d_g, k_g, taps, *positions):
         return _conv_backward_data_rotated(dy, w, pads, dilate, groups, out=out)
     return _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, out=out)
+
+
+def rotated_is_faster(channels: int, filters: int, taps: int, x_positions: int, y_positions: int) -> bool:
+    """Whether a stride-1 dE/dx runs faster as the rotated convolution than by col2im, for D/G
+    `channels` and K/G `filters` per group, kernels of `taps` offsets, and x and dE/dy of
+    `x_positions` and `y_positions` spatial positions.
+
+    The rotated product has one row per position of x and only D/G columns, which BLAS runs
+    poorly for few channels; col2im's product dy · fᵀ has one row per position of dE/dy, a long
+    inner dimension K/G and H'W'·D/G columns, then one addition per kernel offset. So:
+
+    - from ROTATED_MIN_CHANNELS channels on, rotated (CIFAR-10's conv2 and conv3, D = 32: about 21
+      and 11 ms against 43 and 17 ms by col2im), except for kernels of at most 4 taps with
+      COL2IM_MIN_FILTERS filters or more, whose col2im needs only 4 additions (2×2 kernels at
+      batch 64, col2im / rotated: K = 128 with D = 32, 64, 128: 0.76, 0.86, 0.92; K = 64 with
+      D = 32, 64: 1.01, 1.13; 3×3 and 5×5 kernels 1.07–1.79 for every K up to 128);
+    - from ROTATED_FEW_CHANNELS channels on, rotated when there are fewer than 4 filters per
+      channel and x has at most 1.5× the positions of dE/dy (a valid 5×5 convolution of a small
+      image makes most of the rotated product's inputs padding zeros). Batch 128 unless noted,
+      rotated against col2im, in turns: 32×32×16 inputs with 3×3×16×16 filters 15.6 against
+      26.2 ms, with 3×3×16×32 28.0 against 32.3; 16×16×24 with 5×5×24×32 21.4 against 28.4;
+      64×64×10 with 3×3×10×10 (batch 64) 21.1 against 29.9; convnet3d's 14×14×14×16 volumes with
+      3×3×3×16×32 filters (batch 32) 53.6 against 72.2 and 14×14×14×8 with 3×3×3×8×16 26.2
+      against 37.0. But 32×32×8 with 3×3×8×32 (4 filters per channel) 25.6 against 21.4, and
+      mnist_lenet's 12×12×20 with 5×5×20×50, valid (2.25× the positions), 24.9 against 15.0;
+    - with fewer channels, col2im (LeNet-5's conv2, D = 6: 3.1 against 6.5 ms; CIFAR-10's conv1,
+      D = 3: 28 against 53 ms).
+    """
+    if taps <= 4 and filters >= COL2IM_MIN_FILTERS:
+        return False
+    if channels >= ROTATED_MIN_CHANNELS:
+        return True
+    return channels >= ROTATED_FEW_CHANNELS and filters < 4 * channels and 2 * x_positions <= 3 * y_positions
 
 
 def _rotated_filters(w: np.ndarray, groups: int) -> np.ndarray:
@@ -435,9 +465,8 @@ def _conv_backward_data_rotated(dy, w, pads, dilate, groups, *, out):
     kernel = w.shape[:-2]
     full = tuple(d * (k - 1) for k, d in zip(kernel, dilate))
     dy_pads = tuple((e - a, e - b) for e, (a, b) in zip(full, pads))
-    return _conv_forward(
-        dy, _rotated_filters(w, groups), (1,) * len(kernel), dy_pads, dilate, groups, out.shape[1:-1], out
-    )
+    return _conv_forward(dy, _rotated_filters(w, groups), (1,) * len(kernel), dy_pads, dilate, groups,
+                         out.shape[1:-1], out, tile=1)
 
 
 def col2im_tile(tile: int, kernel_width: int, channels_per_group: int) -> int:
