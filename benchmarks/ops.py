@@ -1,7 +1,8 @@
 """Time convscope's conv, pool and LRN (forward + backward) against PyTorch CPU on the lecture's layers.
 
 Each row is one layer of LeNet-5 (28×28×1), the facial-keypoints net2 (96×96×1) or the CIFAR-10
-quick net (32×32×3) at batch 128: convscope's forward then its hand-written backward on NumPy
+quick net (32×32×3) at batch 128, or of the zoo's 3D net convnet3d (28×28×28×1 volumes of the
+medical set) at a quarter of that batch: convscope's forward then its hand-written backward on NumPy
 (channels-last), against PyTorch's forward then autograd backward (NCHW, its native layout) for the
 same layer, in the same process, the two taking turns (benchmarks/timing.py). Max pooling's backward
 is given the forward's output, as convscope's Pool layer gives it (PyTorch's keeps the forward's
@@ -46,7 +47,12 @@ LAYERS = [
     ("cifar10 conv2 5×5×32×32 pad 2", "conv", (16, 16, 32), {"kernel": (5, 5), "filters": 32, "pad": 2}),
     ("cifar10 pool2 avg 3×3 s2", "avg", (16, 16, 32), {"kernel": 3, "stride": 2, "pad": (0, 1, 0, 1)}),
     ("cifar10 conv3 5×5×32×64 pad 2", "conv", (8, 8, 32), {"kernel": (5, 5), "filters": 64, "pad": 2}),
+    ("3d conv1 3×3×3×1×16 pad 1", "conv", (28, 28, 28, 1), {"kernel": (3, 3, 3), "filters": 16, "pad": 1}),
+    ("3d pool1 2×2×2", "max", (28, 28, 28, 16), {"kernel": 2}),
+    ("3d conv2 3×3×3×16×32 pad 1", "conv", (14, 14, 14, 16), {"kernel": (3, 3, 3), "filters": 32, "pad": 1}),
+    ("3d pool2 2×2×2", "max", (14, 14, 14, 32), {"kernel": 2}),
 ]
+VOLUME_BATCH_SHARE = 4  # 3D rows run at batch / 4
 
 
 def convscope_step(kind, x, params, hyper):
@@ -69,15 +75,17 @@ def convscope_step(kind, x, params, hyper):
 
 def torch_step(kind, x, params, hyper):
     """The same layer in PyTorch (NCHW), forward then autograd backward with dE/dy = y."""
-    xt = torch.tensor(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), requires_grad=True)
+    spatial = x.ndim - 2
+    xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)), requires_grad=True)
     if kind == "conv":
         w, b = params
-        wt = torch.tensor(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), requires_grad=True)
+        wt = torch.tensor(np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1))), requires_grad=True)
         bt = torch.tensor(b, requires_grad=True)
         pad = hyper.get("pad", 0)
+        conv = F.conv3d if spatial == 3 else F.conv2d
 
         def run():
-            y = F.conv2d(xt, wt, bt, padding=pad)
+            y = conv(xt, wt, bt, padding=pad)
             y.backward(y.detach())
 
         return run
@@ -88,7 +96,7 @@ def torch_step(kind, x, params, hyper):
 
         return run
     kernel, stride = hyper["kernel"], hyper.get("stride") or hyper["kernel"]
-    pool = F.max_pool2d if kind == "max" else F.avg_pool2d
+    pool = {(2, "max"): F.max_pool2d, (2, "avg"): F.avg_pool2d, (3, "max"): F.max_pool3d}[spatial, kind]
     if hyper.get("pad", 0) not in (0, (0, 1, 0, 1)):
         raise ValueError(f"no PyTorch pooling for pad={hyper['pad']} here: add it to torch_step")
     if hyper.get("pad", 0) == (0, 1, 0, 1):  # one cell after: PyTorch's ceil_mode windows, no copy
@@ -118,7 +126,8 @@ def main() -> None:
           f"forward + backward, median of {args.repeats}")
     print("| layer | convscope ms | PyTorch ms | ratio |\n| --- | ---: | ---: | ---: |")
     for name, kind, shape, hyper in LAYERS:
-        x = rng.standard_normal((args.batch, *shape), dtype=np.float32)
+        batch = args.batch if len(shape) == 3 else max(1, args.batch // VOLUME_BATCH_SHARE)
+        x = rng.standard_normal((batch, *shape), dtype=np.float32)
         params = ()
         if kind == "conv":
             w = rng.standard_normal((*hyper["kernel"], shape[-1], hyper["filters"]), dtype=np.float32) * 0.1
@@ -126,7 +135,8 @@ def main() -> None:
         times = interleaved_medians({"ours": convscope_step(kind, x, params, hyper),
                                      "theirs": torch_step(kind, x, params, hyper)}, args.repeats)
         ours, theirs = times["ours"], times["theirs"]
-        print(f"| {name} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |", flush=True)
+        label = name if batch == args.batch else f"{name} (batch {batch})"
+        print(f"| {label} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
