@@ -16,6 +16,7 @@ with one int per spatial axis and `pads` is ((before, after), ...) per spatial a
 
 from __future__ import annotations
 
+import math
 from itertools import product
 
 import numpy as np
@@ -41,6 +42,8 @@ def pad_spatial(x: np.ndarray, pads, name: str) -> np.ndarray:
 
 def grouped(x: np.ndarray, groups: int) -> np.ndarray:
     """View of N×…×D as G×N×…×(D/G): group g holds channels g·D/G … (g+1)·D/G − 1."""
+    if groups == 1:
+        return x[None]
     return np.moveaxis(x.reshape(*x.shape[:-1], groups, x.shape[-1] // groups), -2, 0)
 
 
@@ -128,13 +131,13 @@ def im2col(view: np.ndarray, name: str, *, tiled: bool = False) -> list[np.ndarr
     layer's forward took 2.0 ms copied in one pass, 3.5 ms offset-major.)
     """
     spatial = (view.ndim - 3) // 2
-    groups, rows = view.shape[0], int(np.prod(view.shape[1 : 2 + spatial]))
+    groups, rows = view.shape[0], math.prod(view.shape[1 : 2 + spatial])
     if view.shape[-1] > 1 or tiled:
         cols = workspace.buffer(name, view.shape, view.dtype)
         np.copyto(cols, view)
         return list(cols.reshape(groups, rows, -1))
     kernel = view.shape[2 + spatial : -1]
-    cols = workspace.buffer(name, (groups, int(np.prod(kernel)), *view.shape[1 : 2 + spatial]), view.dtype)
+    cols = workspace.buffer(name, (groups, math.prod(kernel), *view.shape[1 : 2 + spatial]), view.dtype)
     for tap, offset in enumerate(product(*map(range, kernel))):
         cols[:, tap] = view[(slice(None), slice(None), *((slice(None),) * spatial), *offset, 0)]
     return [c.reshape(cols.shape[1], rows).T for c in cols]
@@ -159,7 +162,7 @@ def blocks(batch: int, out_spatial, columns: int, outputs: int = 0):
     columns' size).
     """
     rows = max(64, BLOCK_FLOATS // max(columns, outputs))
-    per_line = int(np.prod(out_spatial[1:], dtype=np.int64))
+    per_line = math.prod(out_spatial[1:])
     lines = out_spatial[0]
     if lines * per_line <= rows:
         step = rows // (lines * per_line)
@@ -180,7 +183,7 @@ def block_of(a: np.ndarray, block) -> np.ndarray:
 
 def filters_as_matrix(w: np.ndarray, groups: int) -> list[np.ndarray]:
     """w[h, w, d, k] (K = G·Kg outputs) as one (H'W'Dg) × Kg matrix per group."""
-    rows = int(np.prod(w.shape[:-1]))
+    rows = math.prod(w.shape[:-1])
     k_g = w.shape[-1] // groups
     return [w.reshape(rows, w.shape[-1])[:, g * k_g : (g + 1) * k_g] for g in range(groups)]
 
@@ -377,7 +380,7 @@ def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups, *, bias=
     tile = tile_width(dy.shape[-2], w_shape[-1], x.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(dy.shape[1:-1], w_shape[:-2], stride, tile)
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
-    columns = int(np.prod(kernel_t)) * w_shape[-2]
+    columns = math.prod(kernel_t) * w_shape[-2]
     dt = np.zeros((columns, tile * w_shape[-1]), dtype=np.result_type(x, dy))
     k_g = dt.shape[1] // groups
     db = np.zeros(w_shape[-1], dtype=dt.dtype) if bias else None
@@ -411,8 +414,8 @@ def _conv_backward_data(dy, w, stride, pads, dilate, groups, *, out) -> np.ndarr
     (col2im).
     """
     d_g, k_g = out.shape[-1] // groups, w.shape[-1] // groups
-    taps = int(np.prod(w.shape[:-2]))
-    positions = (int(np.prod(out.shape[1:-1])), int(np.prod(dy.shape[1:-1])))
+    taps = math.prod(w.shape[:-2])
+    positions = (math.prod(out.shape[1:-1]), math.prod(dy.shape[1:-1]))
     if all(s == 1 for s in stride) and rotated_is_faster(d_g, k_g, taps, *positions):
         return _conv_backward_data_rotated(dy, w, pads, dilate, groups, out=out)
     return _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, out=out)
@@ -493,7 +496,7 @@ def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
     tile = col2im_tile(tile_width(out_spatial[-1], w.shape[-1], out.shape[-1], groups, dilate[-1]),
                        w.shape[-3], d_g)
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
-    columns = int(np.prod(kernel_t)) * d_g
+    columns = math.prod(kernel_t) * d_g
     dxp = padded_target(out, pads, "conv.dx")
     filters = filter_matrices(w, groups, tile, stride[-1])
     for n0, n1, i0, i1 in blocks(out.shape[0], out_t, columns):

@@ -8,6 +8,7 @@ the next request of the same name on the same thread; kernels never return one t
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -19,7 +20,7 @@ def buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of `shape` backed by the reusable buffer `name`."""
     dtype = np.dtype(dtype)
     pool = _local.__dict__.setdefault("pool", {})
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     flat = pool.get((name, dtype))
     if flat is None or flat.size < size:
         flat = np.empty(size, dtype=dtype)
