@@ -150,6 +150,7 @@ ELEMENTWISE = {
     "softplus": (ops.softplus, ops.softplus_backward, [X], {}),
     "lrn-5": (ops.lrn, ops.lrn_backward, [X], {"alpha": 0.1}),
     "lrn-4": (ops.lrn, ops.lrn_backward, [X], {"size": 4, "alpha": 0.1, "kappa": 1.0}),
+    "lrn-3-beta": (ops.lrn, ops.lrn_backward, [X], {"size": 3, "alpha": 0.1, "beta": 0.6}),
     "batch_norm": (ops.batch_norm, ops.batch_norm_backward, [X, GAMMA, BETA], {}),
     "batch_norm-test": (ops.batch_norm, ops.batch_norm_backward, [X, GAMMA, BETA],
                         {"moments": (GAMMA, np.abs(BETA))}),

@@ -16,6 +16,7 @@ with one int per spatial axis and `pads` is ((before, after), ...) per spatial a
 
 from __future__ import annotations
 
+import functools
 import math
 from itertools import product
 
@@ -307,6 +308,32 @@ def relu_backward(x, dy) -> np.ndarray:
     if x.size < SPLIT_ELEMENTWISE:
         return dy * (x > 0)
     return _batchwise(_times_positive, dy.shape, dy.dtype, (dy, x))
+
+
+def channel_window_sum(a, before, after) -> np.ndarray:
+    """Σ_{d'=d−before}^{d+after} a_{…,d'} along the last axis, cells outside [0, D) being zero (LRN's
+    window), as one product a · B with the D×D band B_{d',d} = [d − before ≤ d' ≤ d + after]: 1M
+    numbers in 32 channels, about 1.5 ms against 5 ms by shifted additions (runs of D − shift
+    numbers). An infinite or NaN a_{…,d'} makes every sum at its position NaN (∞ · 0), not only
+    those of the windows it is in."""
+    flat = a.reshape(-1, a.shape[-1])
+    return (flat @ _band(a.shape[-1], before, after, a.dtype)).reshape(a.shape)
+
+
+@functools.lru_cache(maxsize=32)
+def _band(channels: int, before: int, after: int, dtype) -> np.ndarray:
+    d = np.arange(channels)
+    band = ((d[:, None] >= d[None, :] - before) & (d[:, None] <= d[None, :] + after)).astype(dtype)
+    band.flags.writeable = False
+    return band
+
+
+def negative_power(s, beta) -> np.ndarray:
+    """s^(−β); for AlexNet's β = 3/4 as ⁴√s / s, two square roots and a division that NumPy runs
+    in SIMD: 1.6 ms against 9.1 ms by `power` for 1M float32 numbers."""
+    if beta == 0.75:
+        return np.sqrt(np.sqrt(s)) / s
+    return s ** (-beta)
 
 
 def softmax_log_loss(x, labels, weights):

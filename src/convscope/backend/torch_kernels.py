@@ -170,6 +170,22 @@ def relu_backward(x, dy):
     return torch.ops.aten.threshold_backward(dy, x, 0)
 
 
+def channel_window_sum(a, before, after):
+    """Σ_{d'=d−before}^{d+after} a_{…,d'} along the last axis, cells outside [0, D) being zero (LRN's
+    window), by shifted additions."""
+    out = a.clone()
+    for shift in range(1, before + 1):
+        out[..., shift:] += a[..., :-shift]
+    for shift in range(1, after + 1):
+        out[..., :-shift] += a[..., shift:]
+    return out
+
+
+def negative_power(s, beta):
+    """s^(−β), one kernel."""
+    return s ** (-beta)
+
+
 def softmax_log_loss(x, labels, weights):
     """E = Σ ω_c ℓ / Σ ω_c by PyTorch's fused cross-entropy (log-softmax and NLL kernels), on the
     positions as rows: N×C, or N·H·W × C for per-pixel labels."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from convscope.backend import array_namespace
+from convscope.backend import array_namespace, kernels
 from convscope.errors import ConfigError, ShapeError, describe_shape
 
 
@@ -19,7 +19,7 @@ def lrn(x, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
     AlexNet's constants. x, y: N×H×W×D or N×T×H×W×D (channels last).
     """
     _check_lrn(x, size)
-    return x * _lrn_scale(x, size, kappa, alpha) ** (-beta)
+    return x * kernels(x).negative_power(_lrn_scale(x, size, kappa, alpha), beta)
 
 
 def lrn_backward(x, dy, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
@@ -31,9 +31,10 @@ def lrn_backward(x, dy, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
     _check_lrn(x, size)
     if tuple(dy.shape) != tuple(x.shape):
         raise ShapeError(f"lrn_backward: dy must have x's shape {describe_shape(x.shape)}")
+    k = kernels(x)
     s = _lrn_scale(x, size, kappa, alpha)
-    s_beta = s ** (-beta)
-    cross = _channel_window_sum(dy * x * s_beta / s, *reversed(_lrn_window(size)))
+    s_beta = k.negative_power(s, beta)
+    cross = k.channel_window_sum(dy * x * s_beta / s, *reversed(_lrn_window(size)))
     return dy * s_beta - (2 * alpha * beta) * x * cross
 
 
@@ -43,17 +44,8 @@ def _lrn_window(size):
 
 
 def _lrn_scale(x, size, kappa, alpha):
-    return kappa + alpha * _channel_window_sum(x * x, *_lrn_window(size))
-
-
-def _channel_window_sum(a, before, after):
-    """Σ_{d'=d−before}^{d+after} a_{…,d'} along the last axis, cells outside [0, D) being zero."""
-    out = a * 1  # a fresh copy for NumPy arrays and PyTorch tensors alike
-    for shift in range(1, before + 1):
-        out[..., shift:] += a[..., :-shift]
-    for shift in range(1, after + 1):
-        out[..., :-shift] += a[..., shift:]
-    return out
+    """s_d = κ + α Σ_{d' ∈ G(d)} x²_{d'}."""
+    return kappa + alpha * kernels(x).channel_window_sum(x * x, *_lrn_window(size))
 
 
 def _check_lrn(x, size):
