@@ -84,3 +84,15 @@ def test_freezing_and_parameter_factors_from_the_config():
         validate({"param_factors": {"fc3.b": {"lr": 2.0}}})
     with pytest.raises(ConfigError, match="no layer named 'conv9'"):
         prepare({**config, "freeze": ["conv9"]}, progress=False)
+
+
+def test_a_run_whose_learning_rate_stays_zero_is_refused():
+    """`--epochs 1` on a config with a one-epoch warm-up into a cosine decay would ramp toward the
+    cosine's end value, 0, and train nothing: the run is refused with what to change."""
+    from convscope.train.run import prepare
+    config = {"lr_schedule": {"type": "cosine", "warmup": 1}, "data": {"limit": 10, "test_split": None}}
+    with pytest.raises(ConfigError, match=r"learning rate is 0 for the whole 1-epoch run.*warmup"):
+        prepare({**config, "epochs": 1}, progress=False)
+    with pytest.raises(ConfigError, match="learning rate is 0"):
+        prepare({**config, "epochs": 3, "optimizer": {"type": "sgd", "lr": 0.0}}, progress=False)
+    prepare({**config, "epochs": 2}, progress=False)  # warms up in epoch 1, then decays

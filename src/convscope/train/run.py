@@ -51,6 +51,21 @@ class Run:
     transforms: Transforms
 
 
+def _check_that_it_learns(lr_schedule, config) -> None:
+    """A ConfigError when the learning rate is 0 all through the run (sampled 32 times an epoch):
+    a warm-up as long as the run ramps toward the schedule's value at its end, which is 0 for a
+    cosine or a linear decay to 0 (`--epochs 1` on a config with `warmup: 1`)."""
+    epochs = config["epochs"]
+    if any(lr_schedule(k / 32) > 0 for k in range(32 * epochs)):
+        return
+    raise ConfigError(
+        f"config: the learning rate is 0 for the whole {epochs}-epoch run (optimizer.lr "
+        f"{config['optimizer'].get('lr')!r}, lr_schedule {config['lr_schedule']!r}); a warm-up "
+        f"as long as the run ramps toward the schedule's end value. Shorten lr_schedule.warmup, "
+        f"train for more epochs (--epochs) or set a learning rate above 0 (--lr)"
+    )
+
+
 def _model_options(config, train: Split) -> dict:
     options = {k: v for k, v in config["model"].items() if k != "name"}
     accepted = inspect.signature(zoo.MODELS[config["model"]["name"]]).parameters
@@ -149,6 +164,7 @@ def prepare(config: dict, *, progress=None, log=print, callbacks=()) -> Run:
     optimizer = make_optimizer(**config["optimizer"])
     lr_schedule = make_schedule(config["lr_schedule"], start=optimizer.lr,
                                 epochs=config["epochs"])
+    _check_that_it_learns(lr_schedule, config)
     momentum_schedule = None
     if config["momentum_schedule"] is not None:
         if not hasattr(optimizer, "momentum"):
