@@ -18,7 +18,17 @@ class ConfigError(ConvscopeError):
 
 def describe_shape(shape) -> str:
     """A shape in the lecture's notation: N×H×W×D (2D), N×T×H×W×D (3D), N×M (flat)."""
+    return _named(shape, {2: "N×M", 4: "N×H×W×D", 5: "N×T×H×W×D"})
+
+
+def describe_filters(shape) -> str:
+    """A filter bank's shape in the lecture's notation: H'×W'×D×K (2D), T'×H'×W'×D×K (3D), M×K
+    (a fully connected layer's weight matrix)."""
+    return _named(shape, {2: "M×K", 4: "H'×W'×D×K", 5: "T'×H'×W'×D×K"})
+
+
+def _named(shape, names_by_axes) -> str:
     shape = tuple(int(s) for s in shape)
-    names = {2: "N×M", 4: "N×H×W×D", 5: "N×T×H×W×D"}.get(len(shape))
+    names = names_by_axes.get(len(shape))
     dims = "×".join(str(s) for s in shape) or "scalar"
     return f"{dims} ({names})" if names else dims

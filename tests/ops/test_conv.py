@@ -227,3 +227,16 @@ def test_geometry_checks_are_memoised_and_still_reject_bad_calls_every_time():
     for bad in ({"stride": 1.0}, {"stride": True}, {"stride": (1, 1.0)}):  # equal to 1, not ints
         with pytest.raises(ConfigError, match="stride"):
             ops.conv(x, w, **bad)
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda: ops.conv(np.zeros((2, 7, 7, 2)), np.zeros((3, 3, 3, 4))), r"filters 3×3×3×4 \(H'×W'×D×K\)"),
+    (lambda: ops.conv(np.zeros((2, 5, 7, 7, 2)), np.zeros((3, 3, 3, 3, 4))), r"3×3×3×3×4 \(T'×H'×W'×D×K\)"),
+    (lambda: ops.conv_transpose(np.zeros((2, 7, 7, 2)), np.zeros((3, 3, 3, 4))), r"3×3×3×4 \(H'×W'×D×K\)"),
+    (lambda: ops.fully_connected(np.zeros((2, 4, 4, 3)), np.zeros((4, 4, 2, 5))), r"4×4×2×5 \(H'×W'×D×K\)"),
+    (lambda: ops.fully_connected(np.zeros((2, 4, 4, 3)), np.zeros((48, 5))), r"48×5 \(M×K\)"),
+], ids=["conv", "conv-3d", "conv_transpose", "fully_connected-filters", "fully_connected-matrix"])
+def test_shape_errors_name_filter_axes_as_filters(call, named):
+    """A filter bank's shape is spelled H'×W'×D×K in errors, not as a batch N×H×W×D."""
+    with pytest.raises(ShapeError, match=named):
+        call()

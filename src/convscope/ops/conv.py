@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from convscope.backend import kernels
-from convscope.errors import ConfigError, ShapeError, describe_shape
+from convscope.errors import ConfigError, ShapeError, describe_filters, describe_shape
 from convscope.ops import _args
 
 
@@ -117,8 +117,8 @@ def _transpose_geometry(op, x, w, b, stride, crop, dilate, groups):
     dims = _check_filters(op, x, w, None, groups, channels_in=None)
     if x.shape[-1] != w.shape[-1]:
         raise ShapeError(
-            f"{op}: the input has D = {x.shape[-1]} channels but the filters H'×W'×D×K "
-            f"{describe_shape(w.shape)} expect K = {w.shape[-1]}"
+            f"{op}: the input has D = {x.shape[-1]} channels but the filters "
+            f"{describe_filters(w.shape)} expect K = {w.shape[-1]}"
         )
     if x.shape[-1] % groups:
         raise ShapeError(f"{op}: K = {x.shape[-1]} channels do not split into groups = {groups}")
@@ -143,12 +143,12 @@ def _check_filters(op, x, w, b, groups, channels_in):
         names = "H'×W'×D×K" if dims == 2 else "T'×H'×W'×D×K"
         raise ShapeError(
             f"{op}: filters must be {names} ({x.ndim} axes) for a {describe_shape(x.shape)} "
-            f"input, got {describe_shape(getattr(w, 'shape', ()))}"
+            f"input, got {describe_filters(getattr(w, 'shape', ()))}"
         )
     if channels_in is not None and w.shape[-2] * groups != channels_in:
         raise ShapeError(
             f"{op}: the input has D = {channels_in} channels but the filters "
-            f"{describe_shape(w.shape)} take D/groups = {w.shape[-2]} with groups = {groups} "
+            f"{describe_filters(w.shape)} take D/groups = {w.shape[-2]} with groups = {groups} "
             f"(expected w.shape[-2] = {channels_in // groups})"
         )
     return dims

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from convscope.backend import asarray_like
-from convscope.errors import ConfigError, ShapeError, describe_shape
+from convscope.errors import ConfigError, ShapeError, describe_filters, describe_shape
 from convscope.ops.fully_connected import fully_connected, fully_connected_backward
 
 
@@ -50,8 +50,8 @@ def dropconnect_backward(x, w, b, dy, mask, *, rate):
     _check_rate("dropconnect_backward", rate)
     if tuple(mask.shape) != tuple(w.shape):
         raise ShapeError(
-            f"dropconnect_backward: mask {describe_shape(mask.shape)} must have the weights' "
-            f"shape {describe_shape(w.shape)}"
+            f"dropconnect_backward: mask {describe_filters(mask.shape)} must have the weights' "
+            f"shape {describe_filters(w.shape)}"
         )
     scale = mask / (1 - rate)
     dx, dw, db = fully_connected_backward(x, w * scale, b, dy)

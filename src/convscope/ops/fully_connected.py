@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from convscope.backend import kernels
-from convscope.errors import ShapeError, describe_shape
+from convscope.errors import ShapeError, describe_filters, describe_shape
 from convscope.ops import _args
 from convscope.ops.conv import bias_gradient
 
@@ -54,7 +54,7 @@ def _checked_output_shape(op, x, w, b):
     if w.ndim == 2:
         if x.ndim != 2:
             raise ShapeError(
-                f"{op}: an M×K weight matrix {describe_shape(w.shape)} needs a flattened N×M input, "
+                f"{op}: an M×K weight matrix {describe_filters(w.shape)} needs a flattened N×M input, "
                 f"got {describe_shape(x.shape)}; flatten it first (ops.flatten) or give the "
                 f"filters as H×W×D×K"
             )
@@ -63,7 +63,7 @@ def _checked_output_shape(op, x, w, b):
         expected = tuple(w.shape[:-1])
     if x.ndim != w.ndim or tuple(x.shape[1:]) != expected:
         raise ShapeError(
-            f"{op}: filters {describe_shape(w.shape)} need an input of shape "
+            f"{op}: filters {describe_filters(w.shape)} need an input of shape "
             f"N×{'×'.join(map(str, expected))}, got {describe_shape(x.shape)}"
         )
     if b is not None and tuple(b.shape) != (w.shape[-1],):
