@@ -6,18 +6,25 @@ outputs such as a dropout mask) and returns dE/dx (and dE/dparams) given dE/dy, 
 checkable by :func:`convscope.debug.gradcheck`. Inputs are channels-last (N×H×W×D, or N×T×H×W×D
 for volumes), NumPy arrays or PyTorch tensors; each docstring states the formula.
 
-| layer | forward | backward | module |
+Each op's derivative is ``<op>_backward`` (softmax has none of its own: it is the loss's).
+
+| layer | forward | module | tests, in tests/ops/ |
 | --- | --- | --- | --- |
-| convolution | conv | conv_backward | conv.py |
-| deconvolution | conv_transpose | conv_transpose_backward | conv.py |
-| fully connected | fully_connected | fully_connected_backward | fully_connected.py |
-| activations | relu, leaky_relu, elu, sigmoid, tanh, softplus | <name>_backward | activations.py |
-| pooling | pool | pool_backward | pool.py |
-| LRN | lrn | lrn_backward | normalization.py |
-| batch norm | batch_norm | batch_norm_backward | normalization.py |
-| dropout, DropConnect | dropout, dropconnect | dropout_backward, dropconnect_backward | dropout.py |
-| losses | softmax, softmax_log_loss, l2_loss | softmax_log_loss_backward, l2_loss_backward | losses.py |
-| DAG joins | flatten, concat, add | flatten_backward, concat_backward, add_backward | joins.py |
+| convolution | conv | conv.py | test_conv.py |
+| deconvolution | conv_transpose | conv.py | test_conv.py |
+| fully connected | fully_connected | fully_connected.py | test_conv.py |
+| activations | relu, leaky_relu, elu, sigmoid, tanh, softplus | activations.py | test_elementwise.py |
+| pooling | pool | pool.py | test_pool.py |
+| LRN | lrn | normalization.py | test_elementwise.py |
+| batch norm | batch_norm | normalization.py | test_elementwise.py |
+| dropout, DropConnect | dropout, dropconnect | dropout.py | test_elementwise.py |
+| losses | softmax, softmax_log_loss, l2_loss | losses.py | test_elementwise.py |
+| DAG joins | flatten, concat, add | joins.py | test_elementwise.py |
+
+Each op's tests check it against central differences in float64 (`gradcheck`) and against
+PyTorch's function and autograd in float32 and float64 (`torch_oracle.py`);
+`test_torch_backend.py` runs them on PyTorch tensors against the NumPy results. The heavy kernels
+behind the ops (im2col convolution, pooling) are in :mod:`convscope.backend`.
 """
 
 from convscope.ops._args import output_size
