@@ -24,7 +24,7 @@ Each op's derivative is ``<op>_backward`` (softmax has none of its own: it is th
 Each op's tests check it against central differences in float64 (`gradcheck`) and against
 PyTorch's function and autograd in float32 and float64 (`torch_oracle.py`);
 `test_torch_backend.py` runs them on PyTorch tensors against the NumPy results. The heavy kernels
-behind the ops (im2col convolution, pooling) are in :mod:`convscope.backend`.
+behind the ops (im2col convolution, pooling, LRN's channel sums) are in :mod:`convscope.backend`.
 """
 
 from convscope.ops._args import output_size
