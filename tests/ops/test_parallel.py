@@ -15,11 +15,14 @@ def _run_all(x, w, b, pool_x):
     dy = RNG.standard_normal(y.shape)
     grads = ops.conv_backward(x, w, b, dy, pad=1)
     strided = ops.conv_backward(x, w, b, RNG.standard_normal(ops.conv(x, w, b, stride=2).shape), stride=2)
+    x8, w8, b8 = (RNG.standard_normal(s) for s in ((len(x), 6, 5, 8), (3, 3, 8, 8), (8,)))
+    dy8 = RNG.standard_normal((len(x), 6, 5, 8))
+    rotated = ops.conv_backward(x8, w8, b8, dy8, pad=1)  # both products from dE/dy's columns
     pools = []
     for method in ("max", "avg"):
         p = ops.pool(pool_x, kernel=3, stride=2, pad=1, method=method)
         pools += [p, ops.pool_backward(pool_x, np.ones_like(p), kernel=3, stride=2, pad=1, method=method)]
-    return [y, *grads, *strided, *pools]
+    return [y, *grads, *strided, *rotated, *pools]
 
 
 @pytest.mark.parametrize("parts", [2, 3, 5])
@@ -48,14 +51,21 @@ def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_f
     tiny blocks (bands of a few rows, several per sample) must give the one-block results."""
     from convscope.backend import numpy_kernels
 
-    x, b = RNG.standard_normal((3, 20, 19, 2)), RNG.standard_normal(4)
+    x, x8, x16 = (RNG.standard_normal((3, 20, 19, d)) for d in (2, 8, 16))
     settings = [
-        (RNG.standard_normal((3, 3, 2, 4)), {"pad": 1}),
-        (RNG.standard_normal((3, 2, 1, 4)), {"stride": 2, "groups": 2}),
-        (RNG.standard_normal((2, 3, 2, 4)), {"stride": (2, 1), "dilate": 2, "pad": (1, 0, 2, 1)}),
+        (x, RNG.standard_normal((3, 3, 2, 4)), {"pad": 1}),
+        (x, RNG.standard_normal((3, 2, 1, 4)), {"stride": 2, "groups": 2}),
+        (x, RNG.standard_normal((2, 3, 2, 4)), {"stride": (2, 1), "dilate": 2, "pad": (1, 0, 2, 1)}),
+        # 8 channels per group, fewer than 4 filters per channel: both products from dE/dy's columns
+        (x8, RNG.standard_normal((3, 3, 8, 8)), {"pad": 1}),
+        (x16, RNG.standard_normal((3, 2, 8, 16)), {"groups": 2, "dilate": (1, 2)}),
     ]
-    for w, hyper in settings:
+    for x, w, hyper in settings:
+        b = RNG.standard_normal(w.shape[-1])
         dy = RNG.standard_normal(ops.conv(x, w, b, **hyper).shape)
+        stride = np.broadcast_to(hyper.get("stride", 1), 2)
+        rotated = numpy_kernels.dx_by_rotation(x.shape, w.shape, dy.shape, stride, hyper.get("groups", 1))
+        assert rotated == (x.shape[-1] >= 8)
         whole = [ops.conv(x, w, b, **hyper), *ops.conv_backward(x, w, b, dy, **hyper)]
         monkeypatch.setattr(numpy_kernels, "BLOCK_FLOATS", block_floats)
         assert len(list(numpy_kernels.blocks(3, dy.shape[1:-1], 9))) > 3
