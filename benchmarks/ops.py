@@ -10,7 +10,7 @@ argmax positions). The CIFAR-10 pools, padded by one cell after, are PyTorch's c
 (the same windows, no padded copy). Prints medians and the ratio convscope / PyTorch (below 1:
 faster).
 
-    python benchmarks/ops.py [--batch 128] [--repeats 15]
+    python benchmarks/ops.py [--batch 128] [--repeats 15] [--only lenet5]
 """
 
 from __future__ import annotations
@@ -119,13 +119,15 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--only", default="", help="time only the rows whose name contains this "
+                        "(e.g. lenet5, 'conv2', 3d)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"convscope ops vs PyTorch {torch.__version__} CPU ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, {platform.processor() or platform.machine()}, batch {args.batch}, "
           f"forward + backward, median of {args.repeats}")
     print("| layer | convscope ms | PyTorch ms | ratio |\n| --- | ---: | ---: | ---: |")
-    for name, kind, shape, hyper in LAYERS:
+    for name, kind, shape, hyper in (row for row in LAYERS if args.only in row[0]):
         batch = args.batch if len(shape) == 3 else max(1, args.batch // VOLUME_BATCH_SHARE)
         x = rng.standard_normal((batch, *shape), dtype=np.float32)
         params = ()
