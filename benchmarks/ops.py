@@ -122,12 +122,16 @@ def main() -> None:
     parser.add_argument("--only", default="", help="time only the rows whose name contains this "
                         "(e.g. lenet5, 'conv2', 3d)")
     args = parser.parse_args()
+    rows = [row for row in LAYERS if args.only in row[0]]
+    if not rows:
+        parser.error(f"--only {args.only!r} matches no row; the rows are: "
+                     + ", ".join(name for name, *_ in LAYERS))
     rng = np.random.default_rng(0)
     print(f"convscope ops vs PyTorch {torch.__version__} CPU ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, {platform.processor() or platform.machine()}, batch {args.batch}, "
           f"forward + backward, median of {args.repeats}")
     print("| layer | convscope ms | PyTorch ms | ratio |\n| --- | ---: | ---: | ---: |")
-    for name, kind, shape, hyper in (row for row in LAYERS if args.only in row[0]):
+    for name, kind, shape, hyper in rows:
         batch = args.batch if len(shape) == 3 else max(1, args.batch // VOLUME_BATCH_SHARE)
         x = rng.standard_normal((batch, *shape), dtype=np.float32)
         params = ()

@@ -241,3 +241,25 @@ def test_shape_errors_name_filter_axes_as_filters(call, named):
     """A filter bank's shape is spelled H'×W'×D×K in errors, not as a batch N×H×W×D."""
     with pytest.raises(ShapeError, match=named):
         call()
+
+
+@pytest.mark.parametrize("x_shape, w_shape, pad, tiled", [
+    ((2, 28, 28, 1), (5, 5, 1, 6), 2, True),  # LeNet-5's conv1: tiles of 7 with a 5-wide kernel
+    ((2, 12, 12, 1), (3, 3, 1, 32), 0, False),  # a gray 3×3 layer: offset-major, whole rows
+    ((2, 8, 8, 3), (3, 3, 3, 6), 1, True),  # several channels: col2im keeps the forward's tiles
+])
+def test_col2im_of_a_gray_layer_drops_narrow_tiles_and_matches_pytorch(x_shape, w_shape, pad, tiled,
+                                                                       monkeypatch):
+    """dE/dx of one channel per group goes by col2im without tiles unless they are wide and the
+    kernel is 5 or more wide (`col2im_tile`); either way it is PyTorch's."""
+    used = []
+    original = numpy_kernels.tiled_geometry
+    monkeypatch.setattr(numpy_kernels, "tiled_geometry",
+                        lambda *args: used.append(args[-1]) or original(*args))
+    x, w, b = conv_inputs(x_shape, w_shape, True, w_shape[-1])
+    dy = np.ones(ops.conv(x, w, b, pad=pad).shape)
+    used.clear()
+    numpy_kernels.conv_backward_data(dy, w, x.shape, (1, 1), ((pad, pad),) * 2, (1, 1), 1)
+    assert (used[-1] > 1) == tiled
+    check_op(ops.conv, ops.conv_backward, lambda *t: conv_reference(*t, pads=((pad, pad),) * 2),
+             [x, w, b], dtype=np.float64, hyper={"pad": pad})

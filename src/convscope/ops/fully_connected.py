@@ -54,7 +54,7 @@ def _checked_output_shape(op, x, w, b):
     if w.ndim == 2:
         if x.ndim != 2:
             raise ShapeError(
-                f"{op}: an M×K weight matrix {describe_filters(w.shape)} needs a flattened N×M input, "
+                f"{op}: a weight matrix {describe_filters(w.shape)} needs a flattened N×M input, "
                 f"got {describe_shape(x.shape)}; flatten it first (ops.flatten) or give the "
                 f"filters as H×W×D×K"
             )

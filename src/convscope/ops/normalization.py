@@ -16,7 +16,9 @@ def lrn(x, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
     G(d) = [d − ⌊(size−1)/2⌋, d + ⌈(size−1)/2⌉] ∩ [1, D], `size` channels centred on d (for even
     sizes MatConvNet's window, one more channel after). α is not divided by the window size
     (MatConvNet's vl_nnnormalize; PyTorch's local_response_norm uses α/size). Defaults are
-    AlexNet's constants. x, y: N×H×W×D or N×T×H×W×D (channels last).
+    AlexNet's constants. x, y: N×H×W×D or N×T×H×W×D (channels last). On NumPy arrays the window
+    sums are one product with a band matrix, so an infinite or NaN x_{i,j,d'} makes every output
+    at (i, j) NaN, not only those whose window holds d'.
     """
     _check_lrn(x, size)
     return x * kernels(x).negative_power(_lrn_scale(x, size, kappa, alpha), beta)
