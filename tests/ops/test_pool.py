@@ -1,5 +1,7 @@
 """Pooling: numerical gradients (distinct values for max), PyTorch, first-maximum routing."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +135,43 @@ def test_max_pool_backward_given_the_maxima_equals_recomputing_them(name):
     reference = ops.pool_backward(x, dy, **hyper)
     assert (x == 0).mean() > 0.3
     np.testing.assert_array_equal(ops.pool_backward(x, dy, **hyper, y=y), reference)
+
+
+def _with_ties_and_non_finite(shape, dtype, seed):
+    """Rounded values after a ReLU (ties in most windows), with NaN, ±∞ and a window of −∞."""
+    x = np.maximum(np.round(np.random.default_rng(seed).standard_normal(shape)), 0).astype(dtype)
+    if x.dtype.kind == "f":
+        x.flat[[0, 7, 19]] = [np.nan, np.inf, -np.inf]
+        x[-1, :2, :2] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
+@pytest.mark.parametrize(("shape", "kernel"), [
+    ((3, 8, 6, 6), (2, 2)), ((3, 8, 6, 16), (2, 2)), ((2, 6, 6, 3), (3, 3)), ((2, 6, 6, 3), (2, 3)),
+    ((2, 6, 6, 5), (1, 3)), ((2, 6, 6, 5), (3, 1)), ((2, 4, 6, 4, 16), (2, 3, 2)),
+    ((2, 4, 4, 4, 40), (2, 2, 2)), ((1, 5, 5, 2), (5, 5)),
+])
+def test_max_pool_over_tiling_windows_by_rows_equals_the_strided_slices(shape, kernel, dtype, monkeypatch):
+    """Windows that tile the input exactly are pooled by whole rows (`tiles_exactly`), and their
+    backward goes by rows below 8 channels per window row (`routes_by_rows`): each must give the
+    strided slices' result bit for bit, first maxima, NaN (routed nowhere) and −∞ windows included."""
+    x = _with_ties_and_non_finite(shape, dtype, seed=len(shape) + shape[-1])
+    pool = {"kernel": kernel}
+    rows_taken = []
+    for name in ("_max_over_window_rows", "_route_to_maxima_by_rows"):
+        spy = getattr(numpy_kernels, name)
+        monkeypatch.setattr(numpy_kernels, name, lambda *a, _f=spy, _n=name: rows_taken.append(_n) or _f(*a))
+    y = ops.pool(x, **pool)
+    dy = np.random.default_rng(5).standard_normal(y.shape)
+    dx, dx_given_y = ops.pool_backward(x, dy, **pool), ops.pool_backward(x, dy, **pool, y=y)
+    routed_by_rows = shape[-1] < 8 * math.prod(kernel[:-1])
+    assert rows_taken.count("_max_over_window_rows") == 2  # forward, and the backward without y
+    assert rows_taken.count("_route_to_maxima_by_rows") == (2 if routed_by_rows else 0)
+    monkeypatch.setattr(numpy_kernels, "tiles_exactly", lambda *args: False)
+    np.testing.assert_array_equal(y, ops.pool(x, **pool))
+    np.testing.assert_array_equal(dx, ops.pool_backward(x, dy, **pool))
+    np.testing.assert_array_equal(dx_given_y, dx)
 
 
 @pytest.mark.parametrize("method", ["max", "avg"])
