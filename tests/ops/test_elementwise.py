@@ -36,6 +36,22 @@ def test_activation_matches_pytorch(name, dtype):
     check_op(forward, backward, reference, [X], dtype=dtype, hyper=hyper)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 5, 4, 6), (9, 200, 150, 1), (300, 30, 30, 1)])
+def test_relu_is_the_maximum_with_zero_bit_for_bit(shape, dtype):
+    """The NumPy ReLU takes the maximum with broadcast zeros, not the scalar 0 (a faster loop), in
+    one piece or in parallel parts (the two largest shapes): NaN stays NaN, −0 and ∞ as NumPy's
+    maximum gives them, and the result is a new writeable array."""
+    x = np.random.default_rng(8).standard_normal(shape).astype(dtype)
+    x.flat[:4] = [np.nan, -0.0, np.inf, -np.inf]
+    y = ops.relu(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert np.array_equal(np.signbit(y), np.signbit(np.maximum(x, 0)))
+    assert y.flags.writeable and y.flags.owndata and not np.shares_memory(y, x)
+    y += 1  # a layer may add to its output in place
+    np.testing.assert_array_equal(ops.relu(x), np.maximum(x, 0))  # the shared zeros stayed zeros
+
+
 def test_activations_do_not_overflow_for_large_inputs():
     big = np.array([-1000.0, 1000.0])
     assert np.array_equal(ops.sigmoid(big), [0.0, 1.0])

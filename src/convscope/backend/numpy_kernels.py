@@ -350,11 +350,27 @@ SPLIT_ELEMENTWISE = 1 << 18  # numbers from which an element-wise op runs on the
 
 
 def relu(x) -> np.ndarray:
-    """y = max{0, x}; large batches in parallel parts (the keypoints net's first ReLU, 36M numbers:
-    57 ms on one thread, 35 ms on two)."""
+    """y = max{0, x}, as the maximum with an array of zeros: NumPy's maximum against the scalar 0
+    skips its vector loop (262k float32 numbers: 240 µs against 50 µs with zeros; NaN is kept
+    either way); large batches in parallel parts (the keypoints net's first ReLU, 36M numbers:
+    57 ms on one thread, 35 ms on two, both against the scalar)."""
+    zeros = zeros_like(x)
     if x.size < SPLIT_ELEMENTWISE:
-        return np.maximum(x, 0)
-    return _batchwise(np.maximum, x.shape, x.dtype, (x,), 0)
+        return np.maximum(x, zeros)
+    return _batchwise(np.maximum, x.shape, x.dtype, (x, zeros))
+
+
+def zeros_like(x: np.ndarray) -> np.ndarray:
+    """A read-only array of zeros shaped as x: one sample's zeros (x[0]'s shape) broadcast over the
+    batch, so every inner loop still runs over contiguous zeros, which stay in cache."""
+    return _zeros(x.shape, x.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(shape, dtype) -> np.ndarray:
+    sample = np.zeros(shape[1:], dtype=dtype)
+    sample.flags.writeable = False
+    return np.broadcast_to(sample, shape)
 
 
 def relu_backward(x, dy) -> np.ndarray:
