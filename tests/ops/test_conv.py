@@ -263,3 +263,20 @@ def test_col2im_of_a_gray_layer_drops_narrow_tiles_and_matches_pytorch(x_shape, 
     assert (used[-1] > 1) == tiled
     check_op(ops.conv, ops.conv_backward, lambda *t: conv_reference(*t, pads=((pad, pad),) * 2),
              [x, w, b], dtype=np.float64, hyper={"pad": pad})
+
+
+@pytest.mark.parametrize(("shape", "pads"), [
+    ((3, 28, 28, 1), ((2, 2), (2, 2))),  # margins 23 %: the whole buffer is zeroed
+    ((2, 40, 41, 3), ((1, 0), (0, 1))),  # margins 5 %: only they are
+    ((2, 30, 30, 30, 2), ((1, 0), (0, 0), (0, 1))),
+    ((2, 9, 9, 2), ((-1, 2), (0, -2))),  # negative amounts crop
+])
+def test_pad_spatial_zeroes_a_reused_buffer_either_way(shape, pads):
+    """The padded copy lives in a reused buffer: whichever way it is zeroed (all of it, or only
+    the margins when they are under a tenth of it), nothing of an earlier use may show through."""
+    x = np.random.default_rng(9).standard_normal(shape)
+    crop = tuple(slice(max(-a, 0), n - max(-b, 0)) for n, (a, b) in zip(shape[1:-1], pads))
+    grow = [(0, 0), *((max(a, 0), max(b, 0)) for a, b in pads), (0, 0)]
+    expected = np.pad(x[(slice(None), *crop)], grow)
+    numpy_kernels.workspace.buffer("test.pad", (expected.size,), x.dtype)[:] = np.nan  # garbage
+    np.testing.assert_array_equal(numpy_kernels.pad_spatial(x, pads, "test.pad"), expected)
