@@ -280,3 +280,21 @@ def test_pad_spatial_zeroes_a_reused_buffer_either_way(shape, pads):
     expected = np.pad(x[(slice(None), *crop)], grow)
     numpy_kernels.workspace.buffer("test.pad", (expected.size,), x.dtype)[:] = np.nan  # garbage
     np.testing.assert_array_equal(numpy_kernels.pad_spatial(x, pads, "test.pad"), expected)
+
+
+@pytest.mark.parametrize(("shape", "bias_dtype"), [
+    ((3, 7, 5, 6), np.float32), ((2, 300, 300, 2), np.float32), ((4, 9, 16), np.float64),
+    ((5, 3), np.float32),
+])
+def test_add_bias_in_lines_equals_broadcasting(shape, bias_dtype):
+    """add_bias adds b tiled along lines of y (up to BIAS_LINE numbers; the second shape crosses
+    it): the same numbers as broadcasting, in place, also on a non-contiguous y."""
+    rng = np.random.default_rng(10)
+    y, b = rng.standard_normal(shape).astype(np.float32), rng.standard_normal(shape[-1]).astype(bias_dtype)
+    expected = y.copy()
+    expected += b  # broadcast, computed in the wider dtype and cast back, as y += b is
+    assert numpy_kernels.add_bias(y, b) is y
+    np.testing.assert_array_equal(y, expected)
+    strided = np.zeros((*shape[:-1], 2 * shape[-1]), np.float32)[..., ::2]
+    numpy_kernels.add_bias(strided, b)
+    np.testing.assert_array_equal(strided, np.broadcast_to(b, shape).astype(np.float32))

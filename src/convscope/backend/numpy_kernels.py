@@ -309,6 +309,27 @@ def bias_gradient(dy) -> np.ndarray:
     return np.ones(flat.shape[0], dtype=flat.dtype) @ flat
 
 
+BIAS_LINE = 1 << 16  # numbers per line of y that add_bias adds a tiled copy of b to
+
+
+def add_bias(y: np.ndarray, bias) -> np.ndarray:
+    """y_{…,k} += b_k in place, as lines of y (its last axes, up to BIAS_LINE numbers) plus b tiled
+    to a line: broadcasting b alone loops over runs of K numbers. Batch 64: LeNet-5's conv1 output
+    (28×28×6) 0.52 against 0.05 ms, the CIFAR-10 net's (32×32×32) 1.43 against 0.57, the keypoints
+    net's (94×94×32) 14.1 against 10.7 ms (lines of 94·32)."""
+    if not y.flags.c_contiguous:
+        y += bias
+        return y
+    line = y.shape[-1]
+    for n in reversed(y.shape[:-1]):
+        if line * n > BIAS_LINE:
+            break
+        line *= n
+    lines = y.reshape(-1, line)
+    lines += np.tile(bias, line // y.shape[-1])
+    return y
+
+
 def stored_filters(w: np.ndarray) -> np.ndarray:
     """Filters as a network keeps them on this backend: H'×W'×D×K, C-contiguous, so that their
     matrix (H'W'D) × K is a view."""
@@ -471,7 +492,7 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
             for part, c, f in zip(per_group(y_block, groups), cols, filters):
                 part[...] = c @ f
         if bias is not None:
-            y_block += bias  # while the block is in cache
+            add_bias(y_block, bias)  # while the block is in cache
     return y
 
 

@@ -135,6 +135,12 @@ def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups):
     return _cropped(dxp, pads)
 
 
+def add_bias(y, bias):
+    """y_{…,k} += b_k in place."""
+    y += bias
+    return y
+
+
 def affine(x, w, b=None):
     """x·w + b, in one kernel (`torch.addmm`) when the bias has the product's dtype."""
     if b is None or b.dtype != x.dtype or b.dtype != w.dtype:

@@ -84,9 +84,7 @@ def conv_transpose_backward(x, w, b, dy, *, stride=1, crop=0, dilate=1, groups=1
 
 def _add_bias(y, b):
     """y_{…,k} + b_k, in place: the kernels return fresh arrays that nobody else holds."""
-    if b is not None:
-        y += b
-    return y
+    return y if b is None else kernels(y).add_bias(y, b)
 
 
 def bias_gradient(dy, b):
