@@ -298,3 +298,15 @@ def test_add_bias_in_lines_equals_broadcasting(shape, bias_dtype):
     strided = np.zeros((*shape[:-1], 2 * shape[-1]), np.float32)[..., ::2]
     numpy_kernels.add_bias(strided, b)
     np.testing.assert_array_equal(strided, np.broadcast_to(b, shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(64, 28, 28, 6), (3, 300, 300, 2), (5, 7, 3)])
+def test_bias_gradient_by_lines_is_the_column_sum(shape):
+    """dE/db sums a large dE/dy as lines of its last axes, then adds their K-wide columns: the
+    column sum of the N·H''·W'' × K matrix, to float32 rounding (float64 exactly)."""
+    dy = np.random.default_rng(11).standard_normal(shape)
+    expected = dy.reshape(-1, shape[-1]).sum(axis=0)
+    np.testing.assert_allclose(numpy_kernels.bias_gradient(dy), expected, rtol=1e-12, atol=1e-10)
+    scale = np.abs(dy).reshape(-1, shape[-1]).sum(axis=0)  # rounding grows with the sum of |dy|
+    error = np.abs(numpy_kernels.bias_gradient(dy.astype(np.float32)) - expected)
+    assert (error <= 1e-6 * scale).all(), error / scale
