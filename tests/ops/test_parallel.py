@@ -5,7 +5,7 @@ import pytest
 from torch_oracle import relative_error
 
 from convscope import ops
-from convscope.backend import parallel
+from convscope.backend import numpy_kernels, parallel
 
 RNG = np.random.default_rng(5)
 
@@ -142,3 +142,25 @@ def test_a_forked_child_starts_its_own_workers(monkeypatch):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize(("a_shape", "b_shape", "dtypes"), [
+    ((64, 70), (70, 20), (np.float64, np.float64)),  # split along the rows of the result
+    ((20, 70), (70, 64), (np.float64, np.float64)),  # along its columns
+    ((40, 30), (30, 50), (np.float32, np.float64)),  # promoted as a @ b is
+])
+def test_products_split_between_threads_equal_one_product(monkeypatch, parts, a_shape, b_shape, dtypes):
+    """A large matrix product (a fully connected layer's three) is split between the threads along
+    the longer side of its result: the same numbers as a @ b, transposed operands included."""
+    a, b = RNG.standard_normal(a_shape).astype(dtypes[0]), RNG.standard_normal(b_shape).astype(dtypes[1])
+    monkeypatch.setattr(numpy_kernels, "PARALLEL_PRODUCT", 1)
+    monkeypatch.setattr(parallel, "thread_count", lambda: parts)
+    calls, split = [], parallel.over_batch
+    monkeypatch.setattr(parallel, "over_batch", lambda fn, n: calls.append(n) or split(fn, n))
+    for left, right in ((a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b))):
+        expected = left @ right
+        result = numpy_kernels.matrix_product(left, right)
+        assert result.dtype == expected.dtype
+        np.testing.assert_allclose(result, expected, rtol=1e-6 if expected.dtype == np.float32 else 1e-13)
+    assert calls == [max(a_shape[0], b_shape[1])] * 3

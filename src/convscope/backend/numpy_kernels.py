@@ -352,10 +352,30 @@ def stored_filters(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w)
 
 
+PARALLEL_PRODUCT = 1 << 25  # multiply-adds from which a matrix product is split between threads
+
+
+def matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a · b, split between the threads along the longer side of the result when the product is
+    large (BLAS itself runs on one thread: see parallel.py), each thread reading half of the larger
+    operand. The keypoints net's first fully connected layer at batch 128 (15488 inputs, 500
+    outputs): forward, dE/dx and dE/df 32, 35 and 40 ms on one thread, 17, 19 and 23 ms on two;
+    its second (500 × 500, 2^25 multiply-adds) stays whole."""
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    if m * k * n < PARALLEL_PRODUCT or len(parallel.batch_parts(max(m, n))) == 1:
+        return a @ b
+    out = np.empty((m, n), dtype=np.result_type(a, b))
+    if m >= n:
+        parallel.over_batch(lambda p: np.matmul(a[p], b, out=out[p]), m)
+    else:
+        parallel.over_batch(lambda p: np.matmul(a, b[:, p], out=out[:, p]), n)
+    return out
+
+
 def affine(x, w, b=None) -> np.ndarray:
     """x·w + b for an N×M matrix x, M×K filters w and K biases b (or None), the bias added in
     place when that keeps NumPy's result type."""
-    y = x @ w
+    y = matrix_product(x, w)
     if b is None:
         return y
     if np.result_type(y, b) != y.dtype:

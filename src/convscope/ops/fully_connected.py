@@ -31,8 +31,9 @@ def fully_connected_backward(x, w, b, dy, *, input_grad=True):
     expected = _checked_output_shape("fully_connected_backward", x, w, b)
     _args.check_same_shape("fully_connected_backward", "dy", expected, dy)
     dy_flat = dy.reshape(x.shape[0], w.shape[-1])
-    dx = (dy_flat @ _flat_filters(w).T).reshape(x.shape) if input_grad else None
-    dw = (_flat_input(x).T @ dy_flat).reshape(w.shape)
+    k = kernels(x)
+    dx = k.matrix_product(dy_flat, _flat_filters(w).T).reshape(x.shape) if input_grad else None
+    dw = k.matrix_product(_flat_input(x).T, dy_flat).reshape(w.shape)
     return dx, dw, bias_gradient(dy_flat, b)
 
 
