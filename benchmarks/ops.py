@@ -10,7 +10,7 @@ argmax positions). The CIFAR-10 pools, padded by one cell after, are PyTorch's c
 (the same windows, no padded copy). Prints medians and the ratio convscope / PyTorch (below 1:
 faster).
 
-    python benchmarks/ops.py [--batch 128] [--repeats 15] [--only lenet5]
+    python benchmarks/ops.py [--batch 128] [--repeats 15] [--only lenet5] [--chain 5]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from convscope import ops  # noqa: E402
-from timing import interleaved_medians  # noqa: E402
+from timing import chained, interleaved_medians  # noqa: E402
 
 # name, kind, input H×W×D, hyper-parameters (filters H'×W'×K for conv)
 LAYERS = [
@@ -119,6 +119,8 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--chain", type=int, default=1,
+                        help="forward + backward calls per timed call, back to back (default 1)")
     parser.add_argument("--only", default="", help="time only the rows whose name contains this "
                         "(e.g. lenet5, 'conv2', 3d)")
     args = parser.parse_args()
@@ -129,7 +131,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"convscope ops vs PyTorch {torch.__version__} CPU ({torch.get_num_threads()} threads), "
           f"numpy {np.__version__}, {platform.processor() or platform.machine()}, batch {args.batch}, "
-          f"forward + backward, median of {args.repeats}")
+          f"forward + backward, median of {args.repeats}"
+          + (f" calls of {args.chain} back to back" if args.chain > 1 else ""))
     print("| layer | convscope ms | PyTorch ms | ratio |\n| --- | ---: | ---: | ---: |")
     for name, kind, shape, hyper in rows:
         batch = args.batch if len(shape) == 3 else max(1, args.batch // VOLUME_BATCH_SHARE)
@@ -138,9 +141,10 @@ def main() -> None:
         if kind == "conv":
             w = rng.standard_normal((*hyper["kernel"], shape[-1], hyper["filters"]), dtype=np.float32) * 0.1
             params = (w, np.zeros(hyper["filters"], np.float32))
-        times = interleaved_medians({"ours": convscope_step(kind, x, params, hyper),
-                                     "theirs": torch_step(kind, x, params, hyper)}, args.repeats)
-        ours, theirs = times["ours"], times["theirs"]
+        steps = {"ours": convscope_step(kind, x, params, hyper), "theirs": torch_step(kind, x, params, hyper)}
+        times = interleaved_medians({name: chained(step, args.chain) for name, step in steps.items()},
+                                    args.repeats)
+        ours, theirs = times["ours"] / args.chain, times["theirs"] / args.chain
         label = name if batch == args.batch else f"{name} (batch {batch})"
         print(f"| {label} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |", flush=True)
 

@@ -33,7 +33,7 @@ import torch_reference  # noqa: E402
 from convscope import zoo  # noqa: E402
 from convscope.train.optim import Nesterov  # noqa: E402
 from convscope.train.step import CudaGraphStep, train_step  # noqa: E402
-from timing import cuda_time, interleaved_medians, wall_time  # noqa: E402
+from timing import chained, cuda_time, interleaved_medians, wall_time  # noqa: E402
 
 SHAPES = {"lenet5": (28, 28, 1), "keypoints_net2": (96, 96, 1), "cifar10_quick": (32, 32, 3)}
 LR = {"lenet5": 1e-3, "keypoints_net2": 1e-5, "cifar10_quick": 1e-3}  # finite on random data
@@ -53,11 +53,12 @@ def timed_by(device):
 
 
 def synchronised(fn, device, chain=1):
-    """`chain` calls of fn back to back, then a wait for the GPU on CUDA (warm-up calls must finish
-    before timing starts)."""
+    """`chain` calls of fn back to back (timing.chained), then a wait for the GPU on CUDA (warm-up
+    calls must finish before timing starts)."""
+    calls = chained(fn, chain)
+
     def call():
-        for _ in range(chain):
-            fn()
+        calls()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
