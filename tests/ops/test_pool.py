@@ -76,6 +76,20 @@ def test_max_pool_backward_of_an_integer_input_routes_as_for_floats():
                                   ops.pool_backward(x.astype(np.float64), dy, **hyper))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_max_pool_of_an_integer_image_with_padding_equals_the_float_result(dtype):
+    """Windows that start in the padding of an integer image (which has no −∞ to fill them with)
+    take the maximum of their real cells, as for floats, forward and backward."""
+    x = np.random.default_rng(12).integers(0, 100, size=(2, 9, 8, 3)).astype(dtype)
+    hyper = {"kernel": 3, "stride": 2, "pad": 1}
+    y = ops.pool(x, **hyper)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, ops.pool(x.astype(np.float64), **hyper))
+    dy = np.random.default_rng(13).standard_normal(y.shape)
+    np.testing.assert_array_equal(ops.pool_backward(x, dy, **hyper),
+                                  ops.pool_backward(x.astype(np.float64), dy, **hyper))
+
+
 @pytest.mark.parametrize("kernel, stride", [(3, 2), (2, 2)])
 def test_max_pool_window_of_minus_infinity_routes_to_its_first_real_cell(kernel, stride):
     """As PyTorch's max pooling with `padding` (not an explicit −∞ pad): a window whose real
@@ -172,6 +186,22 @@ def test_max_pool_over_tiling_windows_by_rows_equals_the_strided_slices(shape, k
     np.testing.assert_array_equal(y, ops.pool(x, **pool))
     np.testing.assert_array_equal(dx, ops.pool_backward(x, dy, **pool))
     np.testing.assert_array_equal(dx_given_y, dx)
+
+
+@pytest.mark.parametrize("block_floats", [1, 1 << 19])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
+@pytest.mark.parametrize("name", [name for name, (shape, hyper) in POOL_SETTINGS.items() if min(
+    np.broadcast_to(hyper["kernel"], len(shape) - 2)[[0, -1]]) > 1 and "tiling" not in name])
+def test_max_pool_by_axes_equals_one_slice_per_window_cell(name, dtype, block_floats, monkeypatch):
+    """Windows that do not tile the input are maxed over their leading axes first, then over the
+    last, a block of samples at a time (one sample per block with block_floats = 1): the same
+    maxima as one strided slice per window cell, ties, NaN, ±∞ and −∞ windows included."""
+    shape, hyper = POOL_SETTINGS[name]
+    x = _with_ties_and_non_finite(shape, dtype, seed=3)
+    monkeypatch.setattr(numpy_kernels, "BY_AXES_FLOATS", block_floats)
+    y = ops.pool(x, **hyper)
+    monkeypatch.setattr(numpy_kernels, "_max_over_windows_by_axes", numpy_kernels._max_over_window_cells)
+    np.testing.assert_array_equal(y, ops.pool(x, **hyper))
 
 
 @pytest.mark.parametrize("method", ["max", "avg"])

@@ -823,17 +823,54 @@ def _max_over_windows(x, kernel, stride, pads, y):
     """y = the maximum of each window of x, over its real cells (−∞ where it has none)."""
     if tiles_exactly(x.shape[1:-1], kernel, stride, pads):
         return _max_over_window_rows(x, kernel, y)
+    if max(kernel[:-1]) > 1 and kernel[-1] > 1:
+        return _max_over_windows_by_axes(x, kernel, stride, pads, y)
+    return _max_over_window_cells(x, kernel, stride, pads, y)
+
+
+def _max_over_windows_by_axes(x, kernel, stride, pads, y):
+    """The maximum over H'×W' windows as the maximum over W' of the maxima over H' (max is
+    separable), a block of samples at a time (BY_AXES_FLOATS): the first pass reads whole W·D
+    rows of x per offset, the second runs of D numbers of a result still in cache, W' offsets
+    where the windows have H'·W'. Against one pass per window cell, batch part of 64 (16 for 3D),
+    in turns: CIFAR-10's pool1 (3×3, stride 2, 32×32×32) 7.3 → 3.8 ms, its 16×16×32 pool 1.2 → 0.8
+    ms, AlexNet's 3×3 pools on 55×55×64 43 → 15 ms, 3×3×3 windows on 28×28×28×16 volumes 59 → 13
+    ms. (Without blocks, CIFAR-10's pool1 gained nothing: its 4 MB of row maxima left the cache.)"""
+    lead = len(kernel) - 1
+    one = (1,) * lead
+    per_sample = math.prod(y.shape[1:-2]) * x.shape[-2] * x.shape[-1]
+    step = max(1, BY_AXES_FLOATS // per_sample)
+    for n0 in range(0, x.shape[0], step):
+        xb, yb = x[n0 : n0 + step], y[n0 : n0 + step]
+        rows = workspace.buffer("pool.by_axes", (*yb.shape[:-2], *x.shape[-2:]), x.dtype)
+        _max_over_window_cells(xb, (*kernel[:-1], 1), (*stride[:-1], 1), (*pads[:-1], (0, 0)), rows)
+        _max_over_window_cells(rows, (*one, kernel[-1]), (*one, stride[-1]),
+                               (*((0, 0),) * lead, pads[-1]), yb)
+    return y
+
+
+BY_AXES_FLOATS = 1 << 19  # row maxima per block of samples (2 MB of float32; 0.5 and 32 MB were slower)
+
+
+def _max_over_window_cells(x, kernel, stride, pads, y):
+    """y = the window maxima of x, one strided slice of x per kernel offset."""
     cells = ((x[reads], windows) for _, reads, windows in
              clipped_window_slices(x.shape[1:-1], y.shape[1:-1], kernel, stride, pads))
     first, windows = next(cells)
     if _every_window(windows, y.shape[1:-1]):
         np.copyto(y, first)
     else:  # some windows start in the padding
-        y.fill(-np.inf)
+        y.fill(lowest(y.dtype))
         np.maximum(y[windows], first, out=y[windows])
     for values, windows in cells:
         np.maximum(y[windows], values, out=y[windows])
     return y
+
+
+def lowest(dtype):
+    """The value below every other of `dtype`, which no window maximum is: −∞, or an integer
+    type's minimum (an integer image pooled with padding)."""
+    return -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
 
 
 def _every_window(windows, out_spatial) -> bool:
