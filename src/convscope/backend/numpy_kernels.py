@@ -820,7 +820,9 @@ def _max_pool(x, kernel, stride, pads, out_spatial, *, out) -> np.ndarray:
 
 
 def _max_over_windows(x, kernel, stride, pads, y):
-    """y = the maximum of each window of x, over its real cells (−∞ where it has none)."""
+    """y = the maximum of each window of x, over its real cells: by whole rows where the windows
+    tile x, by axes where they are wider than one cell along the last axis and another, else one
+    strided slice per window cell."""
     if tiles_exactly(x.shape[1:-1], kernel, stride, pads):
         return _max_over_window_rows(x, kernel, y)
     if max(kernel[:-1]) > 1 and kernel[-1] > 1:
@@ -893,7 +895,8 @@ def _route_to_maxima(x, dy, y, kernel, stride, pads, out) -> np.ndarray:
     x or of dE/dx (padded cells never hold a maximum). When the windows tile the padded input
     exactly (stride = kernel, no cell left over, as in LeNet-5 and the keypoints net), every cell is
     written once and dE/dx needs no zero fill (the keypoints net's pool1: a 145 MB array).
-    Overlapping windows of a floating-point x go through `split_into_phases` (its padding is NaN)."""
+    Overlapping windows of a floating-point x go through `split_into_phases` (its padding is NaN);
+    windows that tile x with few channels go by whole rows (`_route_to_maxima_by_rows`)."""
     if by_phases(kernel, stride) and x.dtype.kind == "f":
         return _route_to_maxima_by_phases(x, dy, y, kernel, stride, pads, out)
     if tiles_exactly(x.shape[1:-1], kernel, stride, pads) and routes_by_rows(x.shape[-1], kernel):
@@ -1032,8 +1035,9 @@ ROUTE_BY_ROWS_CHANNELS = 8  # max pooling's backward goes by rows below 8 channe
 def routes_by_rows(channels: int, kernel) -> bool:
     """Whether max pooling's backward goes through `_route_to_maxima_by_rows`: fewer than
     ROUTE_BY_ROWS_CHANNELS channels per row of the window. (Batch parts of 64, one core: LeNet-5's
-    pool1, D = 6, 0.75×; 2×2×2 volumes with D = 16: 0.76×, D = 32: 0.88×; 2×2 pools with D = 8:
-    0.87×, D = 16: 1.06×, D = 24–128: 1.09–1.23×: the strided slices loop over runs long enough.)"""
+    pool1, D = 6, 0.75×; 2×2×2 volumes with D = 16: 0.76× (D = 32: 0.88×, left out by this simple
+    bound); 2×2 pools with D = 8: 0.87×, D = 16: 1.06×, D = 24–128: 1.09–1.23×: there the strided
+    slices loop over runs long enough.)"""
     return channels < ROUTE_BY_ROWS_CHANNELS * math.prod(kernel[:-1])
 
 
