@@ -76,11 +76,13 @@ def test_max_pool_backward_of_an_integer_input_routes_as_for_floats():
                                   ops.pool_backward(x.astype(np.float64), dy, **hyper))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_])
 def test_max_pool_of_an_integer_image_with_padding_equals_the_float_result(dtype):
-    """Windows that start in the padding of an integer image (which has no −∞ to fill them with)
-    take the maximum of their real cells, as for floats, forward and backward."""
-    x = np.random.default_rng(12).integers(0, 100, size=(2, 9, 8, 3)).astype(dtype)
+    """Windows that start in the padding of an integer or boolean image (which has no −∞ to fill
+    them with) take the maximum of their real cells, as for floats, forward and backward."""
+    values = np.random.default_rng(12).integers(0, 100, size=(2, 9, 8, 3))
+    x = values > 60 if dtype == np.bool_ else values.astype(dtype)
+    assert 0 < x.mean() < 99
     hyper = {"kernel": 3, "stride": 2, "pad": 1}
     y = ops.pool(x, **hyper)
     assert y.dtype == dtype

@@ -872,7 +872,8 @@ def _max_over_window_cells(x, kernel, stride, pads, y):
 def lowest(dtype):
     """The value below every other of `dtype`, which no window maximum is: −∞, or an integer
     type's minimum (an integer image pooled with padding)."""
-    return -np.inf if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
+    kind = np.dtype(dtype).kind
+    return -np.inf if kind == "f" else False if kind == "b" else np.iinfo(dtype).min
 
 
 def _every_window(windows, out_spatial) -> bool:
