@@ -92,6 +92,16 @@ def test_max_pool_of_an_integer_image_with_padding_equals_the_float_result(dtype
                                   ops.pool_backward(x.astype(np.float64), dy, **hyper))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.int8, np.uint16, np.bool_])
+def test_the_fill_of_padded_windows_is_never_a_maximum(dtype):
+    """Windows starting in the padding are filled with `lowest` before their real cells are
+    maxed in: whatever the dtype, it must lose against every value, the dtype's smallest too."""
+    smallest = {"f": -np.inf, "c": complex(-np.inf, -np.inf), "b": False}.get(
+        np.dtype(dtype).kind, np.iinfo(dtype).min if np.dtype(dtype).kind in "iu" else None)
+    values = np.array([smallest, 0, 1], dtype=dtype)
+    np.testing.assert_array_equal(np.maximum(np.array(numpy_kernels.lowest(dtype), dtype), values), values)
+
+
 @pytest.mark.parametrize("kernel, stride", [(3, 2), (2, 2)])
 def test_max_pool_window_of_minus_infinity_routes_to_its_first_real_cell(kernel, stride):
     """As PyTorch's max pooling with `padding` (not an explicit −∞ pad): a window whose real

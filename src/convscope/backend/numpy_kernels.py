@@ -870,10 +870,13 @@ def _max_over_window_cells(x, kernel, stride, pads, y):
 
 
 def lowest(dtype):
-    """The value below every other of `dtype`, which no window maximum is: −∞, or an integer
-    type's minimum (an integer image pooled with padding)."""
+    """The value below every other of `dtype`, which no window maximum is: −∞ (−∞ − ∞j for complex
+    numbers, which NumPy orders by real part, then imaginary part), False, or an integer type's
+    minimum (an integer image pooled with padding)."""
     kind = np.dtype(dtype).kind
-    return -np.inf if kind == "f" else False if kind == "b" else np.iinfo(dtype).min
+    if kind in "fc":
+        return -np.inf if kind == "f" else complex(-np.inf, -np.inf)
+    return False if kind == "b" else np.iinfo(dtype).min
 
 
 def _every_window(windows, out_spatial) -> bool:

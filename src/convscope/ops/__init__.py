@@ -12,7 +12,7 @@ Each op's derivative is ``<op>_backward`` (softmax has none of its own: it is th
 | --- | --- | --- | --- |
 | convolution | conv | conv.py | test_conv.py |
 | deconvolution | conv_transpose | conv.py | test_conv.py |
-| fully connected | fully_connected | fully_connected.py | test_conv.py |
+| fully connected | fully_connected | fully_connected.py | test_elementwise.py, test_conv.py |
 | activations | relu, leaky_relu, elu, sigmoid, tanh, softplus | activations.py | test_elementwise.py |
 | pooling | pool | pool.py | test_pool.py |
 | LRN | lrn | normalization.py | test_elementwise.py |
@@ -24,7 +24,10 @@ Each op's derivative is ``<op>_backward`` (softmax has none of its own: it is th
 Each op's tests check it against central differences in float64 (`gradcheck`) and against
 PyTorch's function and autograd in float32 and float64 (`torch_oracle.py`);
 `test_torch_backend.py` runs them on PyTorch tensors against the NumPy results. The heavy kernels
-behind the ops (im2col convolution, pooling, LRN's channel sums) are in :mod:`convscope.backend`.
+behind the ops (im2col convolution, pooling, LRN's channel sums) are in :mod:`convscope.backend`;
+each of their paths (tiles, the rotated dE/dx, pooling by rows or by axes, the bias by lines) is
+pinned against the path it replaces in test_conv.py and test_pool.py, and the batch split between
+threads (parts, blocks, large matrix products) in test_parallel.py.
 """
 
 from convscope.ops._args import output_size
