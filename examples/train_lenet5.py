@@ -16,9 +16,9 @@ standardize = Standardize().fit(train.x)          # fitted on the training split
 
 net = zoo.lenet5(seed=0)
 print(net.summary())
-optimizer = make_optimizer("momentum", lr=0.05, momentum=0.9, weight_decay=5e-4)
+optimizer = make_optimizer("momentum", lr=0.02, momentum=0.9, weight_decay=5e-4)
 trainer = Trainer(net, optimizer, (train.x, train.y), epochs=epochs, batch_size=64, seed=0,
-                  lr_schedule=make_schedule({"type": "cosine"}, start=0.05, epochs=epochs),
+                  lr_schedule=make_schedule({"type": "cosine"}, start=0.02, epochs=epochs),
                   transform=standardize)
 trainer.fit()
 result = trainer.evaluate(test.x, test.y)

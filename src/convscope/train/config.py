@@ -19,7 +19,7 @@ main job: LeNet-5 on the bundled MNIST subset. The keys::
       preprocess: standardize   # none | standardize | mean_image | pca | zca | gcn | {type: ..}
       augment: []               # [{type: RandomFlip, p: 0.5}, {type: RandomRotation, ...}]
       limit: null               # train on the first N images only
-    optimizer: {type: momentum, lr: 0.05, momentum: 0.9, weight_decay: 0.0005}
+    optimizer: {type: momentum, lr: 0.02, momentum: 0.9, weight_decay: 0.0005}
                                 # sgd | momentum | nesterov | adam | rmsprop | adagrad
     lr_schedule: {type: cosine} # constant | step | inverse | exponential | linear | cosine |
                                 # a list per epoch; warmup: W epochs in any mapping
@@ -54,7 +54,7 @@ DEFAULTS = {
     "data": {"name": "mnist_subset", "data_dir": None, "options": {}, "validation": 0.0,
              "test_split": "test", "preprocess": "standardize", "augment": [],
              "limit": None},
-    "optimizer": {"type": "momentum", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
+    "optimizer": {"type": "momentum", "lr": 0.02, "momentum": 0.9, "weight_decay": 0.0005},
     "lr_schedule": {"type": "cosine"},
     "momentum_schedule": None,
     "epochs": 10,
