@@ -106,8 +106,11 @@ class Trainer:
         if self.momentum_schedule is not None:
             self.optimizer.momentum = self.momentum_schedule(t)
 
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def train_epoch(self) -> dict:
-        """One pass over the shuffled training set; returns the training metrics."""
+        """One pass over the shuffled training set; returns the training metrics. NumPy's
+        overflow and invalid-value warnings are off: a non-finite number reaches the loss by the
+        next batch at the latest, and _check_loss stops the run naming the batch and the fix."""
         x, y = self.train_data
         roles, params = self.net.roles, self.net.params()
         order = self.rng.permutation(len(x))
