@@ -96,3 +96,26 @@ def test_a_run_whose_learning_rate_stays_zero_is_refused():
     with pytest.raises(ConfigError, match="learning rate is 0"):
         prepare({**config, "epochs": 3, "optimizer": {"type": "sgd", "lr": 0.0}}, progress=False)
     prepare({**config, "epochs": 2}, progress=False)  # warms up in epoch 1, then decays
+
+
+def test_the_keypoints_config_does_not_blow_up_in_its_first_batches(tmp_path):
+    """configs/keypoints_net2.yaml as shipped, on the real faces (first 768): the loss of its first
+    batches stays below twice the first batch's. Its η = 0.03 from the first batch (no warm-up)
+    took the loss from 0.48 to 20 in one step and to 2·10^10 in five."""
+    from pathlib import Path
+
+    from convscope.train.run import prepare
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config(repo / "configs" / "keypoints_net2.yaml")
+    config["data"].update(data_dir=str(repo.parent / "shared" / "data"), limit=768)
+    run = prepare({**config, "out": str(tmp_path)}, progress=False, log=lambda *_: None)
+    losses = []
+
+    class Losses:
+        def on_batch_end(self, trainer, info):
+            losses.append(info["loss"])
+
+    run.trainer.callbacks.append(Losses())
+    run.trainer.train_epoch()
+    assert len(losses) == 5
+    assert max(losses) < 2 * losses[0], losses
