@@ -10,12 +10,18 @@ argmax positions). The CIFAR-10 pools, padded by one cell after, are PyTorch's c
 (the same windows, no padded copy). Prints medians and the ratio convscope / PyTorch (below 1:
 faster).
 
-    python benchmarks/ops.py [--batch 128] [--repeats 15] [--only lenet5] [--chain 5]
+With --rates the conv rows also get each contender's arithmetic rate, GFLOP/s of the three
+products (forward, dE/dx and dE/df, each 2·M·H'W'·D·K flops), beside the rate of one large square
+float32 matrix product on all cores (NumPy's BLAS): how far from the machine's peak each runs.
+
+    python benchmarks/ops.py [--batch 128] [--repeats 15] [--only lenet5] [--chain 5] [--rates]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import platform
 import sys
 from pathlib import Path
@@ -27,7 +33,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from convscope import ops  # noqa: E402
-from timing import chained, interleaved_medians  # noqa: E402
+from timing import chained, interleaved_medians, wall_time  # noqa: E402
 
 # name, kind, input H×W×D, hyper-parameters (filters H'×W'×K for conv)
 LAYERS = [
@@ -113,6 +119,23 @@ def torch_step(kind, x, params, hyper):
     return run
 
 
+def conv_flops(batch, shape, hyper) -> float:
+    """Flops of a conv row's forward and two backward products: 3 · 2·M·(H'W'·D)·K."""
+    pad, kernel = hyper.get("pad", 0), hyper["kernel"]
+    positions = math.prod(n + 2 * pad - k + 1 for n, k in zip(shape[:-1], kernel))
+    return 3 * 2 * batch * positions * math.prod(kernel) * shape[-1] * hyper["filters"]
+
+
+def square_product_rate(size=2048) -> float:
+    """GFLOP/s of one size×size float32 product with BLAS on every core (best of 6 calls)."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    with threadpool_limits(limits=os.cpu_count(), user_api="blas"):  # convscope set it to one
+        best = min(wall_time(lambda: a @ a) for _ in range(6))
+    return 2 * size**3 / best / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,6 +144,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--chain", type=int, default=1,
                         help="forward + backward calls per timed call, back to back (default 1)")
+    parser.add_argument("--rates", action="store_true",
+                        help="add GFLOP/s columns for the conv rows and the square-product peak")
     parser.add_argument("--only", default="", help="time only the rows whose name contains this "
                         "(e.g. lenet5, 'conv2', 3d)")
     args = parser.parse_args()
@@ -133,7 +158,11 @@ def main() -> None:
           f"numpy {np.__version__}, {platform.processor() or platform.machine()}, batch {args.batch}, "
           f"forward + backward, median of {args.repeats}"
           + (f" calls of {args.chain} back to back" if args.chain > 1 else ""))
-    print("| layer | convscope ms | PyTorch ms | ratio |\n| --- | ---: | ---: | ---: |")
+    if args.rates:
+        print(f"one 2048×2048 float32 product, BLAS on every core: {square_product_rate():.0f} GFLOP/s")
+    rates = " convscope GFLOP/s | PyTorch GFLOP/s |" if args.rates else ""
+    print(f"| layer | convscope ms | PyTorch ms | ratio |{rates}\n| --- | ---: | ---: | ---: |"
+          + " ---: | ---: |" * args.rates)
     for name, kind, shape, hyper in rows:
         batch = args.batch if len(shape) == 3 else max(1, args.batch // VOLUME_BATCH_SHARE)
         x = rng.standard_normal((batch, *shape), dtype=np.float32)
@@ -146,7 +175,12 @@ def main() -> None:
                                     args.repeats)
         ours, theirs = times["ours"] / args.chain, times["theirs"] / args.chain
         label = name if batch == args.batch else f"{name} (batch {batch})"
-        print(f"| {label} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |", flush=True)
+        rates = ""
+        if args.rates:
+            flops = conv_flops(batch, shape, hyper) if kind == "conv" else None
+            rates = (" — | — |" if flops is None
+                     else f" {flops / ours / 1e9:.0f} | {flops / theirs / 1e9:.0f} |")
+        print(f"| {label} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |{rates}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Every op on PyTorch tensors equals the NumPy result, across the settings of the op tests.
 
 float64: relative error < 1e-10; float32: < 1e-5. Forward and backward, on the CPU by default; set
-CONVSCOPE_TEST_DEVICE=cuda to run the same comparisons on CUDA tensors (benchmarks/gpu_check.sh).
+CONVSCOPE_TEST_DEVICE=cuda to run the same comparisons on CUDA tensors (benchmarks/gpu_run.sh does).
 """
 
 import os
