@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from convscope import ops  # noqa: E402
+from convscope.backend.parallel import thread_count  # noqa: E402
 from timing import chained, interleaved_medians, wall_time  # noqa: E402
 
 # name, kind, input H×W×D, hyper-parameters (filters H'×W'×K for conv)
@@ -131,7 +131,7 @@ def square_product_rate(size=2048) -> float:
     from threadpoolctl import threadpool_limits
 
     a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
-    with threadpool_limits(limits=os.cpu_count(), user_api="blas"):  # convscope set it to one
+    with threadpool_limits(limits=thread_count(), user_api="blas"):  # convscope set it to one
         best = min(wall_time(lambda: a @ a) for _ in range(6))
     return 2 * size**3 / best / 1e9
 

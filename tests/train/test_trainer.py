@@ -163,3 +163,17 @@ def test_a_diverging_run_stops_before_the_update_that_would_break_the_weights():
         warnings.simplefilter("error")  # the stop is the message: no NumPy overflow warnings before it
         trainer.fit()
     assert all(np.isfinite(v).all() for v in trainer.net.state_dict().values())
+
+
+def test_a_callback_keeps_numpys_warnings_as_the_user_set_them():
+    """Only the trainer's own step silences overflow: a user's callback still sees it."""
+    x, y = _data()
+
+    class Overflows:
+        def on_batch_end(self, trainer, info):
+            np.float32(3e38) * np.float32(10)
+
+    trainer = Trainer(two_layer(), make_optimizer("sgd", lr=0.01), (x, y), epochs=1,
+                      batch_size=8, progress=False, log=lambda *_: None, callbacks=[Overflows()])
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        trainer.fit()

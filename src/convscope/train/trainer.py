@@ -106,13 +106,10 @@ class Trainer:
         if self.momentum_schedule is not None:
             self.optimizer.momentum = self.momentum_schedule(t)
 
-    @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def train_epoch(self) -> dict:
-        """One pass over the shuffled training set; returns the training metrics. NumPy's
-        overflow and invalid-value warnings are off: a non-finite number reaches the loss by the
-        next batch at the latest, and _check_loss stops the run naming the batch and the fix."""
+        """One pass over the shuffled training set; returns the training metrics."""
         x, y = self.train_data
-        roles, params = self.net.roles, self.net.params()
+        roles = self.net.roles
         order = self.rng.permutation(len(x))
         starts = range(0, len(x), self.batch_size)
         meter = Meter(self.task, self.target_scale)
@@ -124,15 +121,7 @@ class Trainer:
             xb, yb = x[idx], y[idx]
             if self.augment is not None:
                 xb, yb = self.augment(xb, yb, self.rng)
-            feed = self._feed(xb, yb)
-            if self._graph_step is not None and len(idx) == self.batch_size:
-                values = self._graph_step(feed[roles["input"]], feed[roles["label"]])
-                self._check_loss(float(values[roles["objective"]]), b, bar, "after")
-            else:
-                values = self.net.forward(feed, train=True, rng=self.rng)
-                self._check_loss(float(values[roles["objective"]]), b, bar, "before")
-                self.net.backward({roles["objective"]: 1.0}, input_grads=False)
-                self.optimizer.step(params)
+            values = self._step(self._feed(xb, yb), len(idx), b, bar)
             loss = float(values[roles["objective"]])
             meter.add(loss, values[roles["prediction"]], values[roles["label"]])
             bar.set_postfix_str(f"loss {meter.loss:.4f}", refresh=False)   # tqdm shows img/s
@@ -141,6 +130,23 @@ class Trainer:
                                         "values": values})
         bar.close()
         return meter.result()
+
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")
+    def _step(self, feed, size, batch, bar) -> dict:
+        """Forward, loss check, backward and update of one batch; returns the forward's values.
+        NumPy's overflow and invalid-value warnings are off here: a non-finite number reaches the
+        loss by the next batch at the latest, and _check_loss stops the run naming the batch and
+        the fix (the user's callbacks run outside, with the warnings as the user set them)."""
+        roles = self.net.roles
+        if self._graph_step is not None and size == self.batch_size:
+            values = self._graph_step(feed[roles["input"]], feed[roles["label"]])
+            self._check_loss(float(values[roles["objective"]]), batch, bar, "after")
+            return values
+        values = self.net.forward(feed, train=True, rng=self.rng)
+        self._check_loss(float(values[roles["objective"]]), batch, bar, "before")
+        self.net.backward({roles["objective"]: 1.0}, input_grads=False)
+        self.optimizer.step(self.net.params())
+        return values
 
     def _check_loss(self, loss, batch, bar, when) -> None:
         """A FloatingPointError naming the batch when the loss is NaN or infinite."""
