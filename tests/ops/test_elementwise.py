@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_oracle import check_op, relative_error, to_channels_first, to_channels_last
+from torch_oracle import TOLERANCE, check_op, relative_error, to_channels_first, to_channels_last
 
 from convscope import ConfigError, ShapeError, ops
 from convscope.debug import gradcheck
@@ -23,17 +23,30 @@ ACTIVATIONS = {
 }
 
 
+# batch 1 with odd sizes, 2D, 3D (N×T×H×W×D)
+ACTIVATION_SHAPES = [(1, 3, 5, 2), (2, 5, 4, 6), (1, 2, 3, 4, 3)]
+
+
+def _away_from_kinks(shape, seed=0):
+    """Seeded N(0, 4) values with |x| ≥ 1e-3, so ε = 1e-6 steps never cross ReLU's kink at 0."""
+    x = np.random.default_rng(seed).standard_normal(shape) * 2
+    x[np.abs(x) < 1e-3] = 0.5
+    return x
+
+
+@pytest.mark.parametrize("shape", ACTIVATION_SHAPES, ids=str)
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_activation_gradient_matches_numerical(name):
+def test_activation_gradient_matches_numerical(name, shape):
     forward, backward, _, hyper = ACTIVATIONS[name]
-    assert gradcheck(forward, backward, [X], **hyper)[0] < 1e-6
+    assert gradcheck(forward, backward, [_away_from_kinks(shape)], **hyper)[0] < 1e-6
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", ACTIVATION_SHAPES, ids=str)
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_activation_matches_pytorch(name, dtype):
+def test_activation_matches_pytorch(name, shape, dtype):
     forward, backward, reference, hyper = ACTIVATIONS[name]
-    check_op(forward, backward, reference, [X], dtype=dtype, hyper=hyper)
+    check_op(forward, backward, reference, [_away_from_kinks(shape)], dtype=dtype, hyper=hyper)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -80,16 +93,24 @@ def test_lrn_matches_its_definition_and_numerical_gradient(size, beta):
     assert gradcheck(ops.lrn, ops.lrn_backward, [X], **hyper)[0] < 1e-6
 
 
+LRN_INPUTS = {  # 7 channels in 3D, so that size 5 has full windows in the middle
+    "2d": X * 5,
+    "3d-batch1-odd": np.random.default_rng(11).standard_normal((1, 3, 4, 5, 7)) * 10,
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("size, beta", [(3, 0.75), (5, 0.75), (5, 0.6)])
-def test_lrn_matches_pytorch_with_alpha_times_size(size, beta, dtype):
-    """PyTorch divides α by the window size; convscope (MatConvNet) does not: α_torch = α·size."""
+@pytest.mark.parametrize("dims", LRN_INPUTS)
+def test_lrn_matches_pytorch_with_alpha_times_size(dims, size, beta, dtype):
+    """PyTorch divides α by the window size; convscope (MatConvNet) does not: α_torch = α·size.
+    F.local_response_norm takes N×C×H×W and N×C×T×H×W alike."""
     kappa, alpha = 2.0, 1e-2
 
     def reference(t):
         return to_channels_last(F.local_response_norm(to_channels_first(t), size, alpha * size, beta, kappa))
 
-    check_op(ops.lrn, ops.lrn_backward, reference, [X * 5], dtype=dtype,
+    check_op(ops.lrn, ops.lrn_backward, reference, [LRN_INPUTS[dims]], dtype=dtype,
              hyper={"size": size, "kappa": kappa, "alpha": alpha, "beta": beta})
 
 
@@ -120,12 +141,22 @@ def test_batch_norm_with_fixed_moments_gradient_matches_numerical():
     assert max(errors.values()) < 1e-6, errors
 
 
+BATCH_NORM_INPUTS = {
+    "2d": X,
+    "3d-batch1-odd": np.random.default_rng(12).standard_normal((1, 3, 4, 5, 6)) * 3 + 1,
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_batch_norm_matches_pytorch_in_training_and_test_mode(dtype):
+@pytest.mark.parametrize("dims", BATCH_NORM_INPUTS)
+def test_batch_norm_matches_pytorch_in_training_and_test_mode(dims, dtype):
+    """F.batch_norm on the permuted tensor (N×D×H×W or N×D×T×H×W), per channel over the rest."""
+    x = BATCH_NORM_INPUTS[dims]
+
     def train(x, g, b):
         return to_channels_last(F.batch_norm(to_channels_first(x), None, None, g, b, training=True, eps=1e-5))
 
-    check_op(ops.batch_norm, ops.batch_norm_backward, train, [X, GAMMA, BETA], dtype=dtype)
+    check_op(ops.batch_norm, ops.batch_norm_backward, train, [x, GAMMA, BETA], dtype=dtype)
     mean, var = RNG.standard_normal(6), RNG.random(6) + 0.5
 
     def test(x, g, b):
@@ -134,7 +165,7 @@ def test_batch_norm_matches_pytorch_in_training_and_test_mode(dtype):
         return to_channels_last(y)
 
     moments = (mean.astype(dtype), var.astype(dtype))
-    check_op(ops.batch_norm, ops.batch_norm_backward, test, [X, GAMMA, BETA], dtype=dtype,
+    check_op(ops.batch_norm, ops.batch_norm_backward, test, [x, GAMMA, BETA], dtype=dtype,
              hyper={"moments": moments})
 
 
@@ -161,19 +192,26 @@ def test_dropout_is_reproducible_from_the_seed_and_rate_zero_is_the_identity():
     assert np.array_equal(ops.dropout(X, rate=0.0, rng=np.random.default_rng(3))[0], X)
 
 
-def test_dropout_backward_matches_numerical_and_pytorch_with_the_same_mask():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dropout_matches_numerical_and_pytorch_with_the_same_mask(dtype):
     _, mask = ops.dropout(X, rate=0.4, rng=np.random.default_rng(1))
 
     def forward(x):
-        return x * mask / 0.6
+        y, m = ops.dropout(x, rate=0.4, rng=np.random.default_rng(1))
+        assert np.array_equal(m, mask)
+        return y
 
-    assert gradcheck(forward, lambda x, dy: ops.dropout_backward(dy, mask, rate=0.4), [X])[0] < 1e-6
-    check_op(forward, lambda x, dy: ops.dropout_backward(dy, mask, rate=0.4),
-             lambda t: t * torch.tensor(mask) / 0.6, [X], dtype=np.float64)
+    def backward(x, dy):
+        return ops.dropout_backward(dy, mask, rate=0.4)
+
+    if dtype == np.float64:
+        assert gradcheck(forward, backward, [X])[0] < 1e-6
+    check_op(forward, backward, lambda t: t * torch.tensor(mask) / 0.6, [X], dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("w_shape", [(30, 4), (5, 3, 2, 4)])
-def test_dropconnect_matches_numerical_and_pytorch(w_shape):
+def test_dropconnect_matches_numerical_and_pytorch(w_shape, dtype):
     x = RNG.standard_normal((3, 30)) if len(w_shape) == 2 else RNG.standard_normal((3, 5, 3, 2))
     w, b = RNG.standard_normal(w_shape), RNG.standard_normal(4)
     _, mask = ops.dropconnect(x, w, b, rate=0.5, rng=np.random.default_rng(2))
@@ -187,13 +225,14 @@ def test_dropconnect_matches_numerical_and_pytorch(w_shape):
     def backward(x, w, b, dy):
         return ops.dropconnect_backward(x, w, b, dy, mask, rate=0.5)
 
-    assert max(gradcheck(forward, backward, [x, w, b]).values()) < 1e-6
+    if dtype == np.float64:
+        assert max(gradcheck(forward, backward, [x, w, b]).values()) < 1e-6
 
     def reference(xt, wt, bt):
         kept = (wt * torch.tensor(mask) / 0.5).reshape(-1, 4)
         return (xt.reshape(3, -1) @ kept + bt).reshape((3, *[1] * (x.ndim - 2), 4))
 
-    check_op(forward, backward, reference, [x, w, b], dtype=np.float64)
+    check_op(forward, backward, reference, [x, w, b], dtype=dtype)
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
@@ -275,6 +314,15 @@ def test_softmax_log_loss_at_uniform_logits_is_log_c():
     assert np.isclose(ops.softmax_log_loss(np.zeros((4, 10)), np.arange(4)), np.log(10))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(5, 7), (1, 3, 5, 4), (2, 4, 3, 6)], ids=str)  # N×C, N×H×W×C
+def test_softmax_matches_pytorch(shape, dtype):
+    x = (np.random.default_rng(5).standard_normal(shape) * 3).astype(dtype)
+    p = ops.softmax(x)
+    assert p.dtype == dtype
+    assert relative_error(p, torch.softmax(torch.tensor(x), dim=-1).numpy()) < TOLERANCE[dtype]
+
+
 def test_softmax_sums_to_one_and_is_stable():
     p = ops.softmax(np.array([[1000.0, 1000.0, -1000.0]]))
     assert np.allclose(p, [[0.5, 0.5, 0.0]])
@@ -289,18 +337,21 @@ def test_softmax_log_loss_rejects_bad_labels(labels, message):
         ops.softmax_log_loss(np.zeros((2, 5)), labels)
 
 
-def test_l2_loss_matches_numerical_and_pytorch_and_masks_missing_keypoints():
-    x = RNG.standard_normal((4, 15, 2))
-    target = RNG.standard_normal((4, 15, 2))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_l2_loss_matches_numerical_and_pytorch_and_masks_missing_keypoints(dtype):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 15, 2))
+    target = rng.standard_normal((4, 15, 2))
     target[0, 3] = np.nan  # a missing keypoint
     mask = ~np.isnan(target)
-    assert gradcheck(ops.l2_loss, ops.l2_loss_backward, [x, target], mask=mask)[0] < 1e-6
+    if dtype == np.float64:
+        assert gradcheck(ops.l2_loss, ops.l2_loss_backward, [x, target], mask=mask)[0] < 1e-6
 
     def reference(xt, tt):
         m = torch.tensor(mask)
         return ((xt[m] - tt[m]) ** 2).mean()
 
-    check_op(ops.l2_loss, ops.l2_loss_backward, reference, [x, target], dtype=np.float64,
+    check_op(ops.l2_loss, ops.l2_loss_backward, reference, [x, target], dtype=dtype,
              hyper={"mask": mask})
     assert ops.l2_loss_backward(x, target, mask=mask)[0, 3].tolist() == [0.0, 0.0]
 
@@ -316,29 +367,50 @@ def test_l2_loss_without_mask_equals_mse_and_refuses_nan_targets():
 # Joins -----------------------------------------------------------------------------------------
 
 
-def test_flatten_concat_add_match_numerical_and_pytorch():
-    assert gradcheck(ops.flatten, ops.flatten_backward, [X])[0] < 1e-6
-    check_op(ops.flatten, ops.flatten_backward, lambda t: t.reshape(2, -1), [X], dtype=np.float64)
-    a, b = RNG.standard_normal((2, 3, 3, 2)), RNG.standard_normal((2, 3, 3, 4))
+def _concat2(a, b):
+    return ops.concat([a, b])
 
-    def concat2(a, b):
-        return ops.concat([a, b])
 
-    def concat2_backward(a, b, dy):
-        return tuple(ops.concat_backward([a, b], dy))
+def _concat2_backward(a, b, dy):
+    return tuple(ops.concat_backward([a, b], dy))
 
-    assert max(gradcheck(concat2, concat2_backward, [a, b]).values()) < 1e-6
-    check_op(concat2, concat2_backward, lambda s, t: torch.cat([s, t], -1), [a, b], dtype=np.float64)
-    c = RNG.standard_normal(a.shape)
 
-    def add2(a, c):
-        return ops.add([a, c])
+def _add2(a, c):
+    return ops.add([a, c])
 
-    def add2_backward(a, c, dy):
-        return tuple(ops.add_backward([a, c], dy))
 
-    assert max(gradcheck(add2, add2_backward, [a, c]).values()) < 1e-6
-    check_op(add2, add2_backward, lambda s, t: s + t, [a, c], dtype=np.float64)
+def _add2_backward(a, c, dy):
+    return tuple(ops.add_backward([a, c], dy))
+
+
+# (forward, backward, PyTorch reference)
+JOINS = {
+    "flatten": (ops.flatten, ops.flatten_backward, lambda t: t.reshape(t.shape[0], -1)),
+    "concat": (_concat2, _concat2_backward, lambda s, t: torch.cat([s, t], -1)),
+    "add": (_add2, _add2_backward, torch.add),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    ("name", "shapes"),
+    [
+        ("flatten", [(2, 5, 4, 6)]),
+        ("flatten", [(1, 3, 2, 5, 3)]),
+        ("concat", [(2, 3, 3, 2), (2, 3, 3, 4)]),
+        ("concat", [(1, 3, 2, 5, 1), (1, 3, 2, 5, 3)]),
+        ("add", [(2, 3, 3, 2)] * 2),
+        ("add", [(1, 3, 2, 5, 3)] * 2),
+    ],
+    ids=["flatten-2d", "flatten-3d-batch1", "concat-2d", "concat-3d-batch1", "add-2d", "add-3d-batch1"],
+)
+def test_joins_match_numerical_and_pytorch(name, shapes, dtype):
+    forward, backward, reference = JOINS[name]
+    rng = np.random.default_rng(14)
+    inputs = [rng.standard_normal(shape) for shape in shapes]
+    if dtype == np.float64:
+        assert max(gradcheck(forward, backward, inputs).values()) < 1e-6
+    check_op(forward, backward, reference, inputs, dtype=dtype)
 
 
 def test_joins_reject_mismatched_inputs():

@@ -2,12 +2,14 @@
 
 x, y: any shape (N×H×W×D for images). No parameters. Each backward is
 dE/dx_{i,j,d} = dE/dy_{i,j,d} · g'(x_{i,j,d}), written once for NumPy arrays and PyTorch tensors
-through the array namespace of x (ReLU, the commonest, through each backend's kernels).
+through the array namespace of x (ReLU, the commonest, through each backend's kernels). dE/dy must
+have x's shape (a ShapeError otherwise, never a silent broadcast).
 """
 
 from __future__ import annotations
 
 from convscope.backend import array_namespace, kernels
+from convscope.ops import _args
 
 
 def relu(x):
@@ -20,6 +22,7 @@ def relu(x):
 
 def relu_backward(x, dy):
     """dE/dx_{i,j,d} = dE/dy_{i,j,d} · [x_{i,j,d} > 0]."""
+    _args.check_same_shape("relu_backward", "dy", x.shape, dy)
     return kernels(x).relu_backward(x, dy)
 
 
@@ -31,6 +34,7 @@ def leaky_relu(x, *, slope=0.01):
 
 def leaky_relu_backward(x, dy, *, slope=0.01):
     """dE/dx_{i,j,d} = dE/dy_{i,j,d} · (1 if x_{i,j,d} > 0 else slope)."""
+    _args.check_same_shape("leaky_relu_backward", "dy", x.shape, dy)
     xp = array_namespace(x, dy)
     return xp.where(x > 0, dy, slope * dy)
 
@@ -43,6 +47,7 @@ def elu(x, *, alpha=1.0):
 
 def elu_backward(x, dy, *, alpha=1.0):
     """dE/dx = dE/dy · (1 if x > 0 else α eˣ)."""
+    _args.check_same_shape("elu_backward", "dy", x.shape, dy)
     xp = array_namespace(x, dy)
     return xp.where(x > 0, dy, dy * alpha * xp.exp(xp.minimum(x, xp.zeros_like(x))))
 
@@ -56,6 +61,7 @@ def sigmoid(x):
 
 def sigmoid_backward(x, dy):
     """dE/dx = dE/dy · σ(x)(1 − σ(x))."""
+    _args.check_same_shape("sigmoid_backward", "dy", x.shape, dy)
     s = sigmoid(x)
     return dy * s * (1 - s)
 
@@ -67,6 +73,7 @@ def tanh(x):
 
 def tanh_backward(x, dy):
     """dE/dx = dE/dy · (1 − tanh²(x))."""
+    _args.check_same_shape("tanh_backward", "dy", x.shape, dy)
     t = tanh(x)
     return dy * (1 - t * t)
 
@@ -79,4 +86,5 @@ def softplus(x):
 
 def softplus_backward(x, dy):
     """dE/dx = dE/dy · σ(x), the derivative of ln(1 + eˣ)."""
+    _args.check_same_shape("softplus_backward", "dy", x.shape, dy)
     return dy * sigmoid(x)

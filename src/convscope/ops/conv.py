@@ -115,8 +115,8 @@ def _transpose_geometry(op, x, w, b, stride, crop, dilate, groups):
     dims = _check_filters(op, x, w, None, groups, channels_in=None)
     if x.shape[-1] != w.shape[-1]:
         raise ShapeError(
-            f"{op}: the input has D = {x.shape[-1]} channels but the filters "
-            f"{describe_filters(w.shape)} expect K = {w.shape[-1]}"
+            f"{op}: the input {describe_shape(x.shape)} has D = {x.shape[-1]} channels but the "
+            f"filters {describe_filters(w.shape)} expect K = {w.shape[-1]}"
         )
     if x.shape[-1] % groups:
         raise ShapeError(f"{op}: K = {x.shape[-1]} channels do not split into groups = {groups}")
@@ -128,7 +128,11 @@ def _transpose_geometry(op, x, w, b, stride, crop, dilate, groups):
         for n, s, d, k, (a, c) in zip(x.shape[1:-1], stride_, dilate_, w.shape[:-2], crops)
     )
     if any(o < 1 for o in out):
-        raise ShapeError(f"{op}: crop {crop!r} leaves an empty output {'×'.join(map(str, out))}")
+        raise ShapeError(
+            f"{op}: crop {crop!r} leaves an empty output {'×'.join(map(str, out))}: input "
+            f"{describe_shape(x.shape)}, filters {describe_filters(w.shape)}, stride {stride_}, "
+            f"dilation {dilate_}; use a smaller crop"
+        )
     _check_bias(op, b, w.shape[-2] * groups)
     return stride_, crops, dilate_, groups, out
 
@@ -145,9 +149,9 @@ def _check_filters(op, x, w, b, groups, channels_in):
         )
     if channels_in is not None and w.shape[-2] * groups != channels_in:
         raise ShapeError(
-            f"{op}: the input has D = {channels_in} channels but the filters "
-            f"{describe_filters(w.shape)} take D/groups = {w.shape[-2]} with groups = {groups} "
-            f"(expected w.shape[-2] = {channels_in // groups})"
+            f"{op}: the input {describe_shape(x.shape)} has D = {channels_in} channels but the "
+            f"filters {describe_filters(w.shape)} take D/groups = {w.shape[-2]} with groups = "
+            f"{groups} (expected w.shape[-2] = {channels_in // groups})"
         )
     return dims
 

@@ -6,6 +6,7 @@ import math
 
 from convscope.backend import array_namespace, kernels
 from convscope.errors import ConfigError, ShapeError, describe_shape
+from convscope.ops import _args
 
 
 def lrn(x, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
@@ -20,7 +21,7 @@ def lrn(x, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
     sums are one product with a band matrix, so an infinite or NaN x_{i,j,d'} makes every output
     at (i, j) NaN, not only those whose window holds d'.
     """
-    _check_lrn(x, size)
+    _check_lrn("lrn", x, size)
     return x * kernels(x).negative_power(_lrn_scale(x, size, kappa, alpha), beta)
 
 
@@ -30,9 +31,8 @@ def lrn_backward(x, dy, *, size=5, kappa=2.0, alpha=1e-4, beta=0.75):
     dE/dx_{i,j,c} = dE/dy_{i,j,c} s_c^{−β} − 2αβ x_{i,j,c} Σ_{d: c ∈ G(d)} dE/dy_{i,j,d} x_{i,j,d} s_d^{−β−1},
     with s_d = κ + α Σ_{d' ∈ G(d)} x²_{i,j,d'}; c ∈ G(d) ⟺ d lies in the mirrored window of c.
     """
-    _check_lrn(x, size)
-    if tuple(dy.shape) != tuple(x.shape):
-        raise ShapeError(f"lrn_backward: dy must have x's shape {describe_shape(x.shape)}")
+    _check_lrn("lrn_backward", x, size)
+    _args.check_same_shape("lrn_backward", "dy", x.shape, dy)
     k = kernels(x)
     s = _lrn_scale(x, size, kappa, alpha)
     s_beta = k.negative_power(s, beta)
@@ -50,11 +50,12 @@ def _lrn_scale(x, size, kappa, alpha):
     return kappa + alpha * kernels(x).channel_window_sum(x * x, *_lrn_window(size))
 
 
-def _check_lrn(x, size):
-    if getattr(x, "ndim", 0) < 2:
-        raise ShapeError(f"lrn: expected channels-last input N×H×W×D, got {describe_shape(x.shape)}")
+def _check_lrn(op, x, size):
+    """x is a channels-last N×H×W×D or N×T×H×W×D batch and the window a positive int, or an error
+    naming `op` (lrn or lrn_backward)."""
+    _args.spatial_dims(op, x)
     if not isinstance(size, int) or size < 1:
-        raise ConfigError(f"lrn: size must be a positive int (channels in the window), got {size!r}")
+        raise ConfigError(f"{op}: size must be a positive int (channels in the window), got {size!r}")
 
 
 def batch_norm(x, gamma, beta, *, eps=1e-5, moments=None):
@@ -78,8 +79,7 @@ def batch_norm_backward(x, gamma, beta, dy, *, eps=1e-5, moments=None):
     the means over n, i, j of channel d; with fixed `moments`: dE/dx = γ/√(σ²+ε) · dE/dy.
     """
     mean, var = _moments("batch_norm_backward", x, gamma, beta, moments)
-    if tuple(dy.shape) != tuple(x.shape):
-        raise ShapeError(f"batch_norm_backward: dy must have x's shape {describe_shape(x.shape)}")
+    _args.check_same_shape("batch_norm_backward", "dy", x.shape, dy)
     xp = array_namespace(x, dy)
     inv_std = 1 / _sqrt(var + eps)
     x_hat = (x - mean) * inv_std
@@ -99,7 +99,10 @@ def _moments(op, x, gamma, beta, moments):
     channels = x.shape[-1]
     for name, p in (("gamma", gamma), ("beta", beta)):
         if tuple(p.shape) != (channels,):
-            raise ShapeError(f"{op}: {name} must have shape ({channels},) for D = {channels}")
+            raise ShapeError(
+                f"{op}: {name} must have shape ({channels},) for D = {channels} "
+                f"(x {describe_shape(x.shape)}), got {tuple(p.shape)}"
+            )
     if moments is not None:
         mean, var = moments
         return mean, var
