@@ -3,7 +3,8 @@
 
 - convscope-numpy: convscope's ops on NumPy arrays (CPU only);
 - convscope-torch: the same network and hand-written backward on PyTorch tensors (PyTorch's kernels,
-  no autograd), eager, and on a GPU also captured whole as a CUDA graph (``--cuda-graph``);
+  no autograd), eager, and on a GPU also captured whole as a CUDA graph (convscope's
+  ``--cuda-graph`` training; the graph columns appear by themselves with ``--device cuda``);
 - pytorch: the same network as an nn.Module with autograd and torch.optim (benchmarks/
   torch_reference.py), eager, and on a GPU also as PyTorch's own whole-step CUDA graph (each call
   copying the batch into the graph's input tensors, as convscope's graph step and a training loop do).
@@ -11,7 +12,7 @@
 Prints the median time per step and the ratio to PyTorch eager (below 1: faster than PyTorch); the
 contenders take turns, repeat by repeat (benchmarks/timing.py).
 CUDA timings use CUDA events. With --epoch, also one whole epoch of LeNet-5 on MNIST (60,000 images,
-read with convscope.data from --data-dir).
+read with convscope.data from --data-dir; on the CPU convscope-numpy too, unless --no-numpy).
 
     python benchmarks/train_step.py                       # CPU: numpy, torch, pytorch
     python benchmarks/train_step.py --device cuda --epoch --data-dir local_data
@@ -167,12 +168,15 @@ def run_epoch(args) -> None:
     n = len(x) // 128 * 128
     steps = [(x[s:s + 128], y[s:s + 128]) for s in range(0, n, 128)]
     epochs = {}
-    variants = [("convscope-torch", False), ("pytorch", False)]
+    variants = [("convscope-torch", args.device, False), ("pytorch", args.device, False)]
     if args.device.startswith("cuda"):
-        variants += [("convscope-torch graph", True), ("pytorch graph", True)]
-    for label, graph in variants:
+        variants += [("convscope-torch graph", args.device, True),
+                     ("pytorch graph", args.device, True)]
+    elif not args.no_numpy:
+        variants.insert(0, ("convscope-numpy", "numpy", False))
+    for label, device, graph in variants:
         epoch = _pytorch_epoch if label.startswith("pytorch") else _convscope_epoch
-        epochs[label] = synchronised(epoch(args.device, steps, graph), args.device)
+        epochs[label] = synchronised(epoch(device, steps, graph), args.device)
     # one warm-up epoch each (graphs are captured in it), then the second epoch is timed
     results = interleaved_medians(epochs, 1, warmup=1, timed=timed_by(args.device))
     print(f"| LeNet-5, one MNIST epoch ({len(steps)} steps of 128) | " +
@@ -180,9 +184,10 @@ def run_epoch(args) -> None:
 
 
 def _convscope_epoch(device, steps, graph):
-    net, optimizer = zoo.lenet5().to(device), Nesterov(0.001, 0.9)
-    data = [(torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device))
-            for x, y in steps]
+    net, optimizer = zoo.lenet5().to(device), Nesterov(LR["lenet5"], 0.9)
+    data = steps if device == "numpy" else [
+        (torch.from_numpy(x).to(device), torch.from_numpy(np.asarray(y)).to(device))
+        for x, y in steps]
     if graph:
         step = CudaGraphStep(net, optimizer)
         return lambda: [step(x, y) for x, y in data]

@@ -1,5 +1,7 @@
 """The convscope command: a short real run end to end, and errors as one line."""
 
+import re
+
 import numpy as np
 import pytest
 import yaml
@@ -51,18 +53,67 @@ def test_evaluate_prints_the_test_error(run_dir, capsys):
     assert error < 40   # 1000 images, one epoch: far better than chance (90%)
 
 
-def test_predict_reads_png_files(run_dir, tmp_path, capsys):
+def _digit_pngs(folder, n=3) -> list[str]:
+    """The first n bundled test digits as PNG files in folder."""
     test = load_split("mnist_subset", "test")
     paths = []
-    for i in range(3):
-        path = tmp_path / f"digit{i}.png"
+    for i in range(n):
+        path = folder / f"digit{i}.png"
         Image.fromarray(test.x[i, :, :, 0]).save(path)
         paths.append(str(path))
+    return paths
+
+
+def test_predict_reads_png_files(run_dir, tmp_path, capsys):
+    paths = _digit_pngs(tmp_path)
     assert main(["predict", str(run_dir), *paths]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].startswith(paths[0])
     probs = [float(t.split()[-1].rstrip(",)")) for t in lines[0].split("(")[1].split(", ")]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+@pytest.fixture
+def devices_used(monkeypatch):
+    """The devices that networks are moved to (Network.to) during the test."""
+    from convscope.nn import Network
+
+    used, to = [], Network.to
+    monkeypatch.setattr(Network, "to", lambda net, device: used.append(device) or to(net, device))
+    return used
+
+
+NUMBER = re.compile(r"\d+\.\d+")
+
+
+def assert_same_up_to_the_last_digit(ours, reference):
+    """The same text, and each printed decimal number within one unit of its last digit."""
+    assert NUMBER.sub("#", ours) == NUMBER.sub("#", reference)
+    for a, b in zip(NUMBER.findall(ours), NUMBER.findall(reference), strict=True):
+        assert abs(float(a) - float(b)) <= 1.01 * 10.0 ** -len(b.split(".")[1]), (a, b)
+
+
+def test_evaluate_and_predict_on_torch_print_the_numpy_results(run_dir, tmp_path, capsys,
+                                                              devices_used):
+    paths = _digit_pngs(tmp_path)
+    printed = {}
+    for device in ("numpy", "cpu"):
+        assert main(["evaluate", str(run_dir), "--device", device]) == 0
+        assert main(["predict", str(run_dir), *paths, "--device", device]) == 0
+        printed[device] = capsys.readouterr().out
+    assert devices_used == ["numpy", "numpy", "cpu", "cpu"]
+    assert printed["numpy"].startswith("test error ") and printed["numpy"].count("\n") == 4
+    assert_same_up_to_the_last_digit(printed["cpu"], printed["numpy"])
+
+
+def test_train_and_doctor_run_on_torch(tmp_path, capsys, devices_used):
+    config = _config(tmp_path, {**TINY, "data": {"name": "mnist_subset", "limit": 100}})
+    assert main(["train", config, "--out", str(tmp_path), "--device", "cpu", "--no-report"]) == 0
+    assert "test error" in capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "tiny" / "config.yaml").read_text())["device"] == "cpu"
+    assert main(["doctor", config, "--device", "cpu", "--no-save"]) == 0
+    assert "doctor: lenet5 on mnist_subset (100 images)" in capsys.readouterr().out
+    assert devices_used == ["cpu", "cpu"]
 
 
 def test_resume_continues_from_the_checkpoint(run_dir, capsys):

@@ -235,6 +235,17 @@ def test_dropconnect_matches_numerical_and_pytorch(w_shape, dtype):
     check_op(forward, backward, reference, [x, w, b], dtype=dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropconnect_gradients_keep_the_weights_dtype(dtype):
+    """1/(1 − rate) = 1/0.7 is not exact in float32: a scale computed in another precision shows."""
+    x, w, b = (RNG.standard_normal(s).astype(dtype) for s in ((3, 6), (6, 4), (4,)))
+    _, mask = ops.dropconnect(x, w, b, rate=0.3, rng=np.random.default_rng(2))
+    dy = RNG.standard_normal((3, 4)).astype(dtype)
+    dx, dw, db = ops.dropconnect_backward(x, w, b, dy, mask, rate=0.3)
+    assert dx.dtype == dw.dtype == db.dtype == dtype
+    np.testing.assert_array_equal(dw, (x.T @ dy) * mask / dtype(0.7))
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
 def test_dropout_rejects_a_rate_outside_0_1(rate):
     with pytest.raises(ConfigError, match="rate"):

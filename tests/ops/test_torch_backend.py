@@ -141,6 +141,38 @@ def test_max_pool_backward_on_torch_given_the_forwards_maxima_equals_numpy(name,
 
 GAMMA, BETA, LABELS = RNG.standard_normal(6), RNG.standard_normal(6), RNG.integers(0, 6, (2, 5, 4))
 MASK = RNG.random(X.shape) > 0.2
+FC_W, FC_B = RNG.standard_normal((5, 4, 6, 3)), RNG.standard_normal(3)
+SEED = 5
+
+
+def _seeded(op):
+    """op with a new generator of one seed at every call: the same mask on both backends (drawn on
+    the CPU from the NumPy generator), and in the forward and the backward."""
+    return lambda *args, **hyper: op(*args, rng=np.random.default_rng(SEED), **hyper)
+
+
+def _joined(op):
+    """A join (concat, add) of its positional inputs, as the table calls every op."""
+    return lambda *xs, **hyper: op(list(xs), **hyper)
+
+
+def _joined_backward(op):
+    return lambda *args, **hyper: op(list(args[:-1]), args[-1], **hyper)
+
+
+def _dropout_backward(x, dy, *, rate):
+    return ops.dropout_backward(dy, _seeded(ops.dropout)(x, rate=rate)[1], rate=rate)
+
+
+def _dropconnect_backward(x, w, b, dy, *, rate):
+    mask = _seeded(ops.dropconnect)(x, w, b, rate=rate)[1]
+    return ops.dropconnect_backward(x, w, b, dy, mask, rate=rate)
+
+
+def _no_backward(*_):
+    """softmax has no backward of its own (it is the loss's): the forward alone is compared."""
+
+
 ELEMENTWISE = {
     "relu": (ops.relu, ops.relu_backward, [X], {}),
     "leaky_relu": (ops.leaky_relu, ops.leaky_relu_backward, [X], {"slope": 0.2}),
@@ -154,8 +186,14 @@ ELEMENTWISE = {
     "batch_norm": (ops.batch_norm, ops.batch_norm_backward, [X, GAMMA, BETA], {}),
     "batch_norm-test": (ops.batch_norm, ops.batch_norm_backward, [X, GAMMA, BETA],
                         {"moments": (GAMMA, np.abs(BETA))}),
-    "fully_connected": (ops.fully_connected, ops.fully_connected_backward,
-                        [X, RNG.standard_normal((5, 4, 6, 3)), RNG.standard_normal(3)], {}),
+    "fully_connected": (ops.fully_connected, ops.fully_connected_backward, [X, FC_W, FC_B], {}),
+    "dropout": (_seeded(ops.dropout), _dropout_backward, [X], {"rate": 0.3}),
+    "dropconnect": (_seeded(ops.dropconnect), _dropconnect_backward, [X, FC_W, FC_B],
+                    {"rate": 0.4}),
+    "dropconnect-rows": (_seeded(ops.dropconnect), _dropconnect_backward,
+                         [X.reshape(2, 120), FC_W.reshape(120, 3), None], {"rate": 0.4}),
+    "softmax": (ops.softmax, _no_backward, [X], {}),
+    "softmax-large-logits": (ops.softmax, _no_backward, [80 * X.reshape(40, 6)], {}),
     "softmax_log_loss": (ops.softmax_log_loss, ops.softmax_log_loss_backward, [X, LABELS], {}),
     "softmax_log_loss-weighted": (ops.softmax_log_loss, ops.softmax_log_loss_backward, [X, LABELS],
                                   {"weights": np.linspace(0.5, 2, 6)}),
@@ -165,6 +203,12 @@ ELEMENTWISE = {
     "l2_loss-masked": (ops.l2_loss, ops.l2_loss_backward, [X, RNG.standard_normal(X.shape)],
                        {"mask": MASK}),
     "flatten": (ops.flatten, ops.flatten_backward, [X], {}),
+    "concat": (_joined(ops.concat), _joined_backward(ops.concat_backward),
+               [X, RNG.standard_normal((2, 5, 4, 3)), RNG.standard_normal((2, 5, 4, 1))], {}),
+    "concat-axis1": (_joined(ops.concat), _joined_backward(ops.concat_backward),
+                     [X, RNG.standard_normal((2, 2, 4, 6))], {"axis": 1}),
+    "add": (_joined(ops.add), _joined_backward(ops.add_backward),
+            [X, RNG.standard_normal(X.shape), RNG.standard_normal(X.shape)], {}),
 }
 
 
@@ -198,12 +242,15 @@ def test_elementwise_ops_on_torch_equal_numpy(name, dtype):
     assert_backends_agree(forward_any, backward_any, inputs, dtype)
 
 
-def test_dropout_on_torch_uses_the_same_mask_as_numpy():
-    y_np, m_np = ops.dropout(X, rate=0.3, rng=np.random.default_rng(5))
-    y_t, m_t = ops.dropout(_torch(X), rate=0.3, rng=np.random.default_rng(5))
-    assert np.array_equal(_numpy(m_t), m_np) and relative_error(_numpy(y_t), y_np) < 1e-15
-    dx = ops.dropout_backward(_torch(X), m_t, rate=0.3)
-    assert relative_error(_numpy(dx), ops.dropout_backward(X, m_np, rate=0.3)) < 1e-15
+@pytest.mark.parametrize("op", [ops.dropout, ops.dropconnect])
+def test_dropout_masks_on_torch_are_the_numpy_masks_and_drop_units(op):
+    """The table above compares the masks too; here: they really drop (not all kept), and the
+    kept fraction is about 1 − rate."""
+    inputs = [X] if op is ops.dropout else [X, FC_W, FC_B]
+    _, m_np = _seeded(op)(*inputs, rate=0.3)
+    _, m_t = _seeded(op)(*[_torch(a) for a in inputs], rate=0.3)
+    assert m_t.dtype == torch.bool and np.array_equal(_numpy(m_t), m_np)
+    assert 0.6 < m_np.mean() < 0.8
 
 
 def test_convscope_imports_and_runs_without_torch():

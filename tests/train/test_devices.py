@@ -225,3 +225,50 @@ def test_feed_arrives_on_the_networks_device_and_dtype_in_one_move(digits):
     assert labels.dtype == torch.from_numpy(digits[1][:4]).dtype  # class indices keep their type
     ready = torch.from_numpy(images)  # float64 on the CPU already: no copy
     assert net._check_feed("input", ready) is ready
+
+
+def _relative_difference(a, b) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize(("saved_on", "resumed_on"), [("cpu", "numpy"), ("numpy", "cpu")])
+def test_training_checkpoint_resumes_on_the_other_backend(saved_on, resumed_on, digits, tmp_path):
+    """A checkpoint written while training on one backend (two Nesterov steps) resumes on the other
+    with the very same weights, momentum buffers, step count and generator; one more step from
+    that state gives the same weights and buffers on both, within float32 tolerance."""
+    from convscope.train.step import train_step
+
+    x, y = digits[0][:64].astype(np.float32), digits[1][:64]
+
+    def trainer(device, seed):
+        return Trainer(zoo.lenet5(seed=seed).to(device), Nesterov(0.05, 0.9, weight_decay=5e-4),
+                       (x, y), epochs=1, batch_size=32, seed=5, out_dir=tmp_path, progress=False,
+                       log=lambda *_: None)
+
+    saved = trainer(saved_on, seed=2)
+    saved.fit()  # writes tmp_path/checkpoint.safetensors
+    resumed = trainer(resumed_on, seed=7).resume()
+    assert resumed.net.device == resumed_on and resumed.epoch == 1
+    assert resumed.optimizer.t == saved.optimizer.t == 2
+    assert resumed.rng.bit_generator.state == saved.rng.bit_generator.state
+    buffers = saved.optimizer.state_arrays()
+    assert set(resumed.optimizer.state_arrays()) == set(buffers) == {
+        f"{name}/v" for name in saved.net.params()}
+    for name, v in buffers.items():
+        assert np.max(np.abs(v)) > 0, name
+        np.testing.assert_array_equal(resumed.optimizer.state_arrays()[name], v, err_msg=name)
+    for name, w in saved.net.state_dict().items():
+        np.testing.assert_array_equal(resumed.net.state_dict()[name], w, err_msg=name)
+
+    before = {name: w.copy() for name, w in saved.net.state_dict().items()}  # live on numpy
+    for t in (saved, resumed):
+        train_step(t.net, t.optimizer, {"input": x[:32], "label": y[:32]})
+    for t, device in ((saved, saved_on), (resumed, resumed_on)):
+        assert isinstance(t.optimizer.state["conv1.w"]["v"], torch.Tensor) == (device == "cpu")
+    weights = resumed.net.state_dict()
+    for name, w in saved.net.state_dict().items():
+        assert _relative_difference(w, before[name]) > 1e-2, name  # the step moved it
+        assert _relative_difference(weights[name], w) < 1e-5, name
+    buffers = resumed.optimizer.state_arrays()
+    for name, v in saved.optimizer.state_arrays().items():
+        assert _relative_difference(buffers[name], v) < 1e-5, name

@@ -19,8 +19,12 @@ def gradcheck(forward, backward, inputs, *, dy=None, eps=1e-6, directions=None, 
     unit directions v: (E(x + ε v) − E(x − ε v)) / 2ε against ⟨dE/dx, v⟩ (for large inputs),
     relative to the larger of the two and of ‖dE/dx‖/√n, a random projection's typical size.
 
-    dy defaults to a seeded standard normal array of y's shape (1 for a scalar output). Inputs are
-    converted to float64 (NumPy arrays or PyTorch tensors); integer inputs are passed unchanged.
+    dy defaults to a seeded standard normal array of y's shape (1 for a scalar output), drawn, as
+    the random directions are, from `seed`. Every other keyword is a hyper-parameter passed to
+    both functions; `dy`, `eps`, `directions` and `seed` are gradcheck's own, so an op with a
+    hyper-parameter of one of those names takes it through a closure (lambda *a: op(*a, seed=3)).
+    Inputs are converted to float64 (NumPy arrays or PyTorch tensors); integer inputs are passed
+    unchanged.
     Returns {input index: max relative error}, the error of one input being
     max_i |g_num,i − g_i| / max(max_i |g_num,i|, max_i |g_i|) (0 when both are zero).
     """

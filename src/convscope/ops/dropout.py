@@ -53,9 +53,8 @@ def dropconnect_backward(x, w, b, dy, mask, *, rate):
             f"dropconnect_backward: mask {describe_filters(mask.shape)} must have the weights' "
             f"shape {describe_filters(w.shape)}"
         )
-    scale = mask / (1 - rate)
-    dx, dw, db = fully_connected_backward(x, w * scale, b, dy)
-    return dx, dw * scale, db
+    dx, dw, db = fully_connected_backward(x, w * mask / (1 - rate), b, dy)
+    return dx, dw * mask / (1 - rate), db  # bool mask first: the gradients keep w's dtype
 
 
 def _keep_mask(rng, shape, rate):
