@@ -177,9 +177,9 @@ def run_epoch(args) -> None:
     for label, device, graph in variants:
         epoch = _pytorch_epoch if label.startswith("pytorch") else _convscope_epoch
         epochs[label] = synchronised(epoch(device, steps, graph), args.device)
-    # one warm-up epoch each (graphs are captured in it), then the second epoch is timed
-    results = interleaved_medians(epochs, 1, warmup=1, timed=timed_by(args.device))
-    print(f"| LeNet-5, one MNIST epoch ({len(steps)} steps of 128) | " +
+    # one warm-up epoch each (graphs are captured in it), then --epoch-repeats epochs in turns
+    results = interleaved_medians(epochs, args.epoch_repeats, warmup=1, timed=timed_by(args.device))
+    print(f"| LeNet-5, one MNIST epoch ({len(steps)} steps of 128), median of {args.epoch_repeats} | " +
           " | ".join(f"{k} {v:.2f} s" for k, v in results.items()) + " |")
 
 
@@ -226,6 +226,8 @@ def main() -> None:
     parser.add_argument("--no-numpy", action="store_true", help="skip convscope-numpy")
     parser.add_argument("--epoch", action="store_true", help="also time one MNIST epoch")
     parser.add_argument("--data-dir", default=None, help="folder holding mnist.npz (for --epoch)")
+    parser.add_argument("--epoch-repeats", type=int, default=3,
+                        help="timed epochs per contender, in turns (default 3; the median is shown)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="torch.backends.cudnn.benchmark = True for every contender (cuDNN "
                              "times its algorithms once per shape and keeps the fastest)")

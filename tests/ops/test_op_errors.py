@@ -109,3 +109,32 @@ def test_lrn_requires_a_2d_or_3d_batch(shape, op):
     message = _raised(ShapeError, call)
     assert message.startswith(f"{op}:")
     assert "N×H×W×D" in message and "N×T×H×W×D" in message and "×".join(map(str, shape)) in message
+
+
+# Joins and losses: dE/dy of the wrong shape is named, never sliced or broadcast ------------------
+
+
+@pytest.mark.parametrize(("call", "op", "shapes"), [
+    (lambda: ops.concat_backward([np.ones((2, 3)), np.ones((2, 2))], np.ones((2, 4))),
+     "concat_backward", ("2×5", "2×4")),
+    (lambda: ops.add_backward([np.ones((2, 3)), np.ones((2, 3))], np.ones((1, 3))),
+     "add_backward", ("2×3", "1×3")),
+    (lambda: ops.flatten_backward(np.ones((2, 3, 3, 1)), np.ones((2, 8))),
+     "flatten_backward", ("2×9", "2×8")),
+    (lambda: ops.l2_loss_backward(np.ones((2, 3)), np.zeros((2, 3)), mask=np.ones((2, 2), bool)),
+     "l2_loss_backward", ("2×3", "2×2")),
+], ids=["concat", "add", "flatten", "l2-mask"])
+def test_joins_and_losses_name_a_gradient_of_the_wrong_shape(call, op, shapes):
+    message = _raised(ShapeError, call)
+    assert message.startswith(f"{op}:") and all(s in message for s in shapes)
+
+
+@pytest.mark.parametrize("backward", [
+    lambda dy: ops.softmax_log_loss_backward(np.ones((2, 3)), np.array([0, 1]), dy=dy),
+    lambda dy: ops.l2_loss_backward(np.ones((2, 3)), np.zeros((2, 3)), dy=dy),
+], ids=["softmax_log_loss_backward", "l2_loss_backward"])
+def test_loss_backward_takes_a_scalar_dy(backward):
+    message = _raised(ShapeError, lambda: backward(np.ones(3)))
+    assert "scalar" in message and "3" in message
+    for dy in (2.0, np.float32(2.0), np.array(2.0)):
+        assert np.allclose(np.asarray(backward(dy)), 2 * np.asarray(backward(1.0)))

@@ -6,6 +6,7 @@ import math
 
 from convscope.backend import array_namespace
 from convscope.errors import ShapeError, describe_shape
+from convscope.ops._args import check_same_shape
 
 
 def flatten(x):
@@ -15,8 +16,7 @@ def flatten(x):
 
 def flatten_backward(x, dy):
     """dE/dx = dE/dy reshaped to x's shape N×H×W×D."""
-    if tuple(dy.shape) != (x.shape[0], _features(x)):
-        raise ShapeError(f"flatten_backward: dy must be N×M = {x.shape[0]}×{_features(x)}")
+    check_same_shape("flatten_backward", "dy", (x.shape[0], _features(x)), dy)
     return dy.reshape(x.shape)
 
 
@@ -29,6 +29,9 @@ def concat(xs, axis=-1):
 def concat_backward(xs, dy, axis=-1):
     """dE/dxˢ = the slice of dE/dy that xˢ filled along `axis`; returns a list, one per input."""
     _check_join("concat_backward", xs, axis)
+    joined = list(xs[0].shape)
+    joined[axis] = sum(x.shape[axis] for x in xs)
+    check_same_shape("concat_backward", "dy", joined, dy)
     grads, start = [], 0
     for x in xs:
         index = [slice(None)] * dy.ndim
@@ -50,6 +53,7 @@ def add(xs):
 def add_backward(xs, dy):
     """dE/dxˢ = dE/dy for every input; returns a list holding dy once per input (not copies)."""
     _check_sum("add_backward", xs)
+    check_same_shape("add_backward", "dy", xs[0].shape, dy)
     return [dy] * len(xs)
 
 

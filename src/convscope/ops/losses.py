@@ -6,6 +6,7 @@ import math
 
 from convscope.backend import array_namespace, can_inspect_values, kernels
 from convscope.errors import ConfigError, ShapeError, describe_shape
+from convscope.ops._args import check_same_shape
 
 
 def softmax(x):
@@ -37,6 +38,7 @@ def softmax_log_loss_backward(x, labels, dy=1.0, *, weights=None):
     cross-entropy kernels (two kernels forward and three backward where the element-wise form
     launches about ten each on a GPU)."""
     _check_classes("softmax_log_loss_backward", x, labels, weights)
+    _check_scalar("softmax_log_loss_backward", dy)
     return kernels(x).softmax_log_loss_backward(x, labels, dy, weights)
 
 
@@ -55,7 +57,16 @@ def l2_loss(x, target, *, mask=None):
 def l2_loss_backward(x, target, dy=1.0, *, mask=None):
     """dE/dx_m = dE/dy · 2 (x_m − t_m) / |M| for m ∈ M, 0 for masked positions."""
     diff, count = _residuals("l2_loss_backward", x, target, mask)
+    _check_scalar("l2_loss_backward", dy)
     return diff * (2 * dy) / count
+
+
+def _check_scalar(op, dy):
+    """A loss is one number, so its dE/dy is one number too (a float, or an array or tensor of one
+    element)."""
+    if math.prod(getattr(dy, "shape", ())) != 1:
+        raise ShapeError(f"{op}: dy, the weight of this one-number loss in E, must be a scalar "
+                         f"(a number or a one-element array); got shape {describe_shape(dy.shape)}")
 
 
 def _check_classes(op, x, labels, weights) -> None:
@@ -100,8 +111,7 @@ def _residuals(op, x, target, mask):
                 f"{op}: the target holds NaN (missing values); pass mask=~isnan(target) to drop them"
             )
         return x - target, math.prod(x.shape)
-    if tuple(mask.shape) != tuple(x.shape):
-        raise ShapeError(f"{op}: mask must have the target's shape {describe_shape(x.shape)}")
+    check_same_shape(op, "mask", x.shape, mask)
     count = xp.sum(mask, dtype=x.dtype)  # an array: reading it would stop a CUDA-graph capture
     if can_inspect_values(mask) and float(count) == 0:
         raise ConfigError(f"{op}: the mask drops every target; nothing is left to fit")
