@@ -7,7 +7,7 @@ import pytest
 
 from convscope.debug import DoctorReport, layer_gradcheck, network_gradcheck, run_doctor
 from convscope.debug.diagnosis import diagnose
-from convscope.debug.doctor import Job, check_gradients
+from convscope.debug.doctor import Check, Job, check_gradients, check_overfit
 from convscope.nn import Conv, FullyConnected, Pool, ReLU, Sequential, Sigmoid, SoftmaxLogLoss
 
 
@@ -59,6 +59,28 @@ def test_the_default_job_passes_every_check_in_well_under_a_minute(tmp_path):
     assert 1e-4 < report.recommended_lr < 1
     again = DoctorReport.load(report.save(tmp_path / "doctor.json"))
     assert again.table() == table
+
+
+def test_a_report_with_numpy_results_saves_as_json(rng, tmp_path):
+    """A check's verdict from a NumPy comparison (np.bool_) and the directional gradient check's
+    error (once an np.float64) must not stop the report from being saved."""
+    job = Job("test", _net_with(ReLU()), rng.standard_normal((16, 8, 8, 2)), rng.integers(0, 4, 16),
+              None, None, {"type": "sgd", "lr": 0.1}, 8, rng)
+    check = check_gradients(job)
+    assert type(check.passed) is bool
+    net = _net_with(ReLU())
+    errors = network_gradcheck(net, _feed(rng), directions=2)
+    assert all(type(e) is float for e in errors.values())
+    report = DoctorReport("test", [check, Check("numpy verdict", np.float64(1) < 2, "", "", "")])
+    assert DoctorReport.load(report.save(tmp_path / "doctor.json")).table() == report.table()
+
+
+def test_the_overfit_check_reports_a_diverging_run_as_a_failure(rng):
+    x = rng.standard_normal((32, 8, 8, 2)).astype(np.float32)
+    job = Job("test", _net_with(ReLU()), x, rng.integers(0, 4, 32), None, None,
+              {"type": "momentum", "lr": 1e6, "momentum": 0.9}, 8, rng)
+    check = check_overfit(job, steps=20)
+    assert not check.passed and "diverged" in check.measured and "η = 1e+06" in check.advice
 
 
 @pytest.mark.parametrize(("history", "kind"), [

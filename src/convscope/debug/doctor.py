@@ -45,6 +45,9 @@ class Check:
     advice: str
     seconds: float = 0.0
 
+    def __post_init__(self):
+        self.passed = bool(self.passed)  # a NumPy comparison's np.bool_ would not save as JSON
+
 
 @dataclass
 class DoctorReport:
@@ -215,15 +218,23 @@ def check_overfit(job: Job, n=20, steps=150, target=0.05) -> Check:
     start = job.evaluate(net, x, y)["loss"]
     if task_of(net) != "classification":
         target *= start
-    trainer = job.trainer(net, (x, y), optimizer=job.make_optimizer(weight_decay=0.0),
-                          epochs=steps, batch_size=n, callbacks=[_StopBelow(target / 2)])
-    trainer.fit()
+    optimizer = job.make_optimizer(weight_decay=0.0)
+    trainer = job.trainer(net, (x, y), optimizer=optimizer, epochs=steps, batch_size=n,
+                          callbacks=[_StopBelow(target / 2)])
+    name, expected = f"overfit {len(x)} samples", f"loss < {target:.3g}"
+    try:
+        trainer.fit()
+    except FloatingPointError:  # the trainer stops a run whose loss turned NaN or infinite
+        return Check(name, False, f"loss {start:.3f} → diverged (NaN or ∞) at step "
+                     f"{trainer.epoch + 1} with η = {optimizer.lr:g}", expected,
+                     f"the loss diverged at the configured η = {optimizer.lr:g} held constant: "
+                     f"lower it, or, if the run relies on a warm-up of η, expect this check to "
+                     f"fail at the full η and trust the warm-up instead")
     end = job.evaluate(net, x, y)
     error = f", training error {100 * end['top1err']:.0f}%" if "top1err" in end else ""
     passed = end["loss"] < target and end.get("top1err", 0) == 0
-    return Check(f"overfit {len(x)} samples", passed,
-                 f"loss {start:.3f} → {end['loss']:.4f} in {trainer.epoch} steps{error}",
-                 f"loss < {target:.3g}",
+    return Check(name, passed,
+                 f"loss {start:.3f} → {end['loss']:.4f} in {trainer.epoch} steps{error}", expected,
                  "the network cannot even memorise a few samples: run the gradient check, raise "
                  "the learning rate, remove dropout and regularisation, and check that the "
                  "labels belong to the inputs")

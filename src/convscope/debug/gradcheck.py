@@ -92,7 +92,7 @@ def _directional_error(objective, x, grad, eps, directions, rng) -> float:
         numerical, analytic = (plus - minus) / (2 * eps), float(np.vdot(grad, v))
         scale = max(abs(numerical), abs(analytic), typical)
         worst = max(worst, abs(numerical - analytic) / scale if scale else 0.0)
-    return worst
+    return float(worst)  # a Python float, as the elementwise check's: reports are saved as JSON
 
 
 def _relative_error(numerical, analytic) -> float:
