@@ -98,16 +98,32 @@ def test_a_run_whose_learning_rate_stays_zero_is_refused():
     prepare({**config, "epochs": 2}, progress=False)  # warms up in epoch 1, then decays
 
 
-def test_the_keypoints_config_does_not_blow_up_in_its_first_batches(tmp_path):
-    """configs/keypoints_net2.yaml as shipped, on the real faces (first 768): the loss of its first
-    batches stays below twice the first batch's. Its η = 0.03 from the first batch (no warm-up)
-    took the loss from 0.48 to 20 in one step and to 2·10^10 in five."""
+def _shipped_keypoints_config(limit):
+    """configs/keypoints_net2.yaml as shipped, on the first `limit` real faces of ../shared/data."""
     from pathlib import Path
 
-    from convscope.train.run import prepare
     repo = Path(__file__).resolve().parents[2]
     config = load_config(repo / "configs" / "keypoints_net2.yaml")
-    config["data"].update(data_dir=str(repo.parent / "shared" / "data"), limit=768)
+    config["data"].update(data_dir=str(repo.parent / "shared" / "data"), limit=limit)
+    return config
+
+
+def test_the_untrained_keypoints_net_passes_the_doctors_initial_loss_check():
+    """Its output layer starts near 0 (zoo.KEYPOINT_HEAD_INIT): the untrained loss is about
+    mean t², the lecture's check. With Xavier's output layer it was 0.49 against 0.057."""
+    from convscope.debug.doctor import check_initial_loss, job_from_config
+
+    check = check_initial_loss(job_from_config(_shipped_keypoints_config(512)))
+    assert check.passed, check.measured
+
+
+def test_the_keypoints_config_does_not_blow_up_in_its_first_batches(tmp_path):
+    """configs/keypoints_net2.yaml as shipped, on the real faces (first 768): the loss of its first
+    batches stays below twice the first batch's. With Xavier's output layer, η = 0.03 from the
+    first batch took the loss from 0.48 to 20 in one step and to 2·10^10 in five."""
+    from convscope.train.run import prepare
+
+    config = _shipped_keypoints_config(768)
     run = prepare({**config, "out": str(tmp_path)}, progress=False, log=lambda *_: None)
     losses = []
 
