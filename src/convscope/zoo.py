@@ -83,7 +83,8 @@ def _regressor(input_shape, layers, keypoints, seed, dtype):
 def keypoints_net1(input_shape=(96, 96, 1), keypoints=15, *, seed=0, dtype=np.float32):
     """The facial-keypoints tutorial's net1 (D. Nouri, "Using convolutional neural nets to detect
     facial keypoints", 2014; the lecture's example): one hidden layer, 9216–100–30 units, trained
-    on the mean squared error of the 2·``keypoints`` coordinates."""
+    on the mean squared error of the 2·``keypoints`` coordinates (the output layer starting near
+    0: ``KEYPOINT_HEAD_INIT``)."""
     layers = [FullyConnected(100), ReLU(), _keypoint_head(keypoints)]
     return _regressor(input_shape, layers, keypoints, seed, dtype)
 
@@ -91,7 +92,7 @@ def keypoints_net1(input_shape=(96, 96, 1), keypoints=15, *, seed=0, dtype=np.fl
 def keypoints_net2(input_shape=(96, 96, 1), keypoints=15, *, seed=0, dtype=np.float32):
     """The facial-keypoints tutorial's LeNet-style net2 (Nouri 2014; the lecture's net2–net5):
     conv 3×3×32 → pool 2 → conv 2×2×64 → pool 2 → conv 2×2×128 → pool 2 → fc 500 → fc 500 →
-    fc 2·``keypoints``, ReLU between."""
+    fc 2·``keypoints`` (starting near 0: ``KEYPOINT_HEAD_INIT``), ReLU between."""
     layers = [*_conv_relu(32, 3), Pool(2), *_conv_relu(64, 2), Pool(2), *_conv_relu(128, 2),
               Pool(2), FullyConnected(500), ReLU(), FullyConnected(500), ReLU(),
               _keypoint_head(keypoints)]
