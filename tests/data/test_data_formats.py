@@ -12,6 +12,7 @@ from convscope.data.formats import (
     read_cifar_binary,
     read_idx,
     read_kaggle_csv,
+    read_npz,
     write_cifar_binary,
     write_idx,
     write_kaggle_csv,
@@ -215,3 +216,16 @@ def test_kaggle_bad_cells(tmp_path, kaggle_faces):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="training.csv: no header with an 'Image' column"):
         read_kaggle_csv(path, KAGGLE15_NAMES)
+
+
+# ------------------------------------------------------------------ npz
+
+
+def test_an_npz_holding_pickled_objects_is_refused_not_unpickled(tmp_path):
+    """DESIGN.md: no file is read with pickle. An archive whose array is a pickled object (which
+    np.load(allow_pickle=True) would execute) is a DataError naming the file; plain arrays read."""
+    path = tmp_path / "poisoned.npz"
+    np.savez(path, x=np.array([{"not": "an image"}], dtype=object), y=np.arange(3))
+    with pytest.raises(DataError, match=r"poisoned.npz: cannot read without pickle"):
+        read_npz(path, ["x"])
+    np.testing.assert_array_equal(read_npz(path, ["y"])["y"], np.arange(3))
