@@ -263,3 +263,31 @@ def test_a_changed_hyper_parameter_reaches_the_op():
     pool.kernel, conv.pad = 3, 0
     assert pool.forward([x], train=False, rng=None)[0].shape == (1, 2, 2, 1)
     assert conv.forward([x], train=False, rng=None)[0].shape == (1, 4, 4, 2)
+
+
+def test_a_failed_add_leaves_the_network_as_it_was():
+    """The layer whose shapes do not fit is not kept: the network still runs, and the same name
+    can be added again, corrected (a kept unbuilt layer broke order() with a StopIteration)."""
+    net = Network({"input": (4, 4, 1)})
+    net.add("conv1", Conv(8, 3), "input")
+    with pytest.raises(ShapeError, match="'conv2'"):
+        net.add("conv2", Conv(4, 5), "conv1")
+    assert net.order() == ["conv1"] and "conv2" not in net.shapes
+    net.add("conv2", Conv(4, 1), "conv1")
+    assert net.order() == ["conv1", "conv2"]
+    assert net.forward({"input": np.zeros((1, 4, 4, 1))})["conv2"].shape == (1, 2, 2, 4)
+
+
+def test_a_failed_add_also_takes_back_the_layers_it_let_build():
+    """relu waits on "fc" and the loss on relu: an fc of 3 units lets relu build, then fails in
+    the loss (2 targets). fc and relu are taken back; an fc of 2 units then completes the net."""
+    net = Network({"input": (6,), "target": (2,)})
+    net.add("relu", ReLU(), "fc")
+    net.add("objective", L2Loss(), ["relu", "target"])
+    with pytest.raises(ShapeError, match="'objective'"):
+        net.add("fc", FullyConnected(3), "input")
+    assert "fc" not in net.nodes and "relu" not in net.shapes
+    with pytest.raises(ConfigError, match="dangling"):
+        net.order()
+    net.add("fc", FullyConnected(2), "input")
+    assert net.order() == ["fc", "relu", "objective"]

@@ -135,3 +135,69 @@ def test_the_keypoints_config_does_not_blow_up_in_its_first_batches(tmp_path):
     run.trainer.train_epoch()
     assert len(losses) == 5
     assert max(losses) < 2 * losses[0], losses
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"optimizer": {"type": "adam", "lr": "fast"}}, "optimizer.lr must be a number, got 'fast'"),
+    ({"optimizer": {"type": "momentum", "lr": -0.1}}, "lr and weight_decay must be >= 0"),
+    ({"lr_schedule": {"type": "step", "step": "ten"}}, "lr_schedule.step must be a number"),
+    ({"lr_schedule": {"type": "step", "step": 0}}, "lr_schedule: .*step must be >= 1"),
+    ({"lr_schedule": {"type": "linear"}}, "lr_schedule: .*'end'"),
+    ({"lr_schedule": [0.1, "x"]}, r"lr_schedule\[1\] must be a number"),
+    ({"momentum_schedule": {"type": "linear", "end": 0.99}, "optimizer": "adam"},
+     "momentum_schedule needs an optimizer with momentum"),
+    ({"early_stopping": {"patience": "5"}}, "early_stopping.patience must be a positive"),
+    ({"param_factors": {"fc3.b": {"lr_factor": "two"}}}, "param_factors.fc3.b.lr_factor must"),
+])
+def test_bad_option_values_name_the_key_before_the_run(config, message):
+    """Checked when the config is read, not when (or after) the run starts: a value that is not a
+    number used to pass validation and fail later as a TypeError or ValueError naming no key."""
+    with pytest.raises(ConfigError, match=message):
+        validate(config)
+
+
+def test_numbers_that_pyyaml_reads_as_text_are_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads `lr: 1e-3` as the string '1e-3'; it used to pass validation and
+    then fail in the optimiser with "'<' not supported between 'str' and 'int'"."""
+    path = tmp_path / "adam.yaml"
+    path.write_text("optimizer: {type: adam, lr: 1e-3}\nlr_schedule: {type: exponential, "
+                    "kappa: 5e-2}\n")
+    config = load_config(path)
+    assert config["optimizer"]["lr"] == 0.001 and config["lr_schedule"]["kappa"] == 0.05
+
+
+def test_a_schedule_given_by_name_is_a_schedule():
+    """`lr_schedule: cosine` passed validation, then the run failed: 'expected a mapping'."""
+    from convscope.train.run import prepare
+    config = validate({"lr_schedule": "cosine", "data": {"limit": 10, "test_split": None}})
+    assert config["lr_schedule"] == {"type": "cosine"}
+    run = prepare({"lr_schedule": "step", "data": {"limit": 10, "test_split": None}},
+                  progress=False)
+    assert run.trainer.lr_schedule(10.0) == pytest.approx(0.1 * 0.02)
+
+
+def test_early_stopping_on_a_training_metric_needs_no_validation_set():
+    from convscope.train.run import prepare
+    config = {"early_stopping": {"patience": 2, "monitor": "train_objective"},
+              "data": {"limit": 10, "test_split": None}}
+    assert prepare(config, progress=False).trainer.monitor == "train_objective"
+    with pytest.raises(ConfigError, match="needs a validation set"):
+        prepare({**config, "early_stopping": {"patience": 2}}, progress=False)
+
+
+def test_predict_refuses_a_regression_run(tmp_path):
+    """A keypoints run has no classes: predict used to print keypoint names with the softmax of
+    coordinates as "probabilities"."""
+    import numpy as np
+    from PIL import Image
+
+    from convscope.train.config import dump
+    from convscope.train.datasets import KeypointScaling
+    from convscope.train.run import MODEL, Transforms, predict_images
+
+    zoo.keypoints_net1(input_shape=(8, 8, 1), keypoints=2).save(tmp_path / MODEL)
+    (tmp_path / "config.yaml").write_text(dump(validate({"model": "keypoints_net1"})))
+    Transforms(None, KeypointScaling(4), ["left_eye", "right_eye"]).save(tmp_path)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "face.png")
+    with pytest.raises(ConfigError, match="regression run.*evaluate"):
+        predict_images(tmp_path, [tmp_path / "face.png"])

@@ -7,11 +7,13 @@ import warnings
 import numpy as np
 import pytest
 
+from convscope import ConfigError
 from convscope.data.preprocess import Standardize
 from convscope.nn import (
     Conv,
     Dropout,
     FullyConnected,
+    L2Loss,
     Network,
     Pool,
     ReLU,
@@ -177,3 +179,41 @@ def test_a_callback_keeps_numpys_warnings_as_the_user_set_them():
                       batch_size=8, progress=False, log=lambda *_: None, callbacks=[Overflows()])
     with pytest.warns(RuntimeWarning, match="overflow"):
         trainer.fit()
+
+
+def test_a_monitor_that_names_no_metric_is_refused_before_training():
+    """A misspelt monitor used to surface only after the first epoch had been trained."""
+    x, y = _data()
+    with pytest.raises(ConfigError, match=r"monitor 'val_top1error' is not a metric.*val_top1err"):
+        Trainer(two_layer(), make_optimizer("sgd", lr=0.1), (x, y), val=_data(40, seed=2),
+                monitor="val_top1error", progress=False)
+    with pytest.raises(ConfigError, match="'val_objective'"):   # no validation set: no val_*
+        Trainer(two_layer(), make_optimizer("sgd", lr=0.1), (x, y), monitor="val_objective",
+                progress=False)
+
+
+def test_patience_without_a_metric_to_watch_is_refused():
+    """Without a validation set or a monitor, patience used to be ignored silently."""
+    x, y = _data()
+    with pytest.raises(ConfigError, match="patience needs a metric"):
+        Trainer(two_layer(), make_optimizer("sgd", lr=0.1), (x, y), patience=2, progress=False)
+    with pytest.raises(ConfigError, match="patience must be a positive"):
+        Trainer(two_layer(), make_optimizer("sgd", lr=0.1), (x, y), val=_data(40, seed=2),
+                patience="3", progress=False)
+    trainer = Trainer(two_layer(), make_optimizer("sgd", lr=0.0), (x, y), epochs=10, patience=2,
+                      monitor="train_objective", progress=False, log=lambda *_: None)
+    trainer.fit()
+    assert trainer.stopped_early and len(trainer.history) < 10   # η = 0: nothing to gain
+
+
+def test_the_metric_names_are_the_columns_of_every_row(tmp_path):
+    trainer = _trainer(_dropout_net(), tmp_path, 1)
+    trainer.fit()
+    assert trainer.metric_names() == list(trainer.history[0])
+    regression = Sequential((16,), [FullyConnected(4)], loss=L2Loss(), label_shape=(2, 2))
+    x = np.zeros((8, 16), dtype=np.float32)
+    other = Trainer(regression, make_optimizer("sgd"), (x, np.zeros((8, 2, 2))), epochs=1,
+                    progress=False, log=lambda *_: None)
+    other.fit()
+    assert other.metric_names() == list(other.history[0]) == [
+        "epoch", "lr", "train_loss", "train_rmse", "train_objective", "seconds"]

@@ -3,6 +3,10 @@
 Every initialiser is ``f(shape, rng, dtype) -> array``. For a filter bank f ∈ R^{H'×W'×D×K}
 (stored ``w[h, w, d, k]``) or a fully connected matrix w ∈ R^{M×K}, the fan-in is the number of
 inputs one output unit sees, n_in = H'·W'·D (or M), and the fan-out n_out = H'·W'·K (or K).
+A fully connected layer on an H×W×D input stores its weight as H×W×D×K, the lecture's convolution
+with a filter as large as its input, and gets a convolution's fans: n_out = H·W·K, as MatConvNet
+counts it (PyTorch's nn.Linear, seeing an M×K matrix, counts K: Xavier's weights come out smaller
+here, e.g. LeNet-5's fc1 std 0.024 against 0.062; the zoo's networks were tuned with these).
 Biases start at zero unless a layer is told otherwise.
 """
 

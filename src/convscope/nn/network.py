@@ -81,8 +81,21 @@ class Network:
                               f"input(s), got {len(inputs)}: {list(inputs)}")
         self.nodes[name] = Node(name, layer, inputs, output)
         self._producer[output] = name
-        self._build_ready()
+        built = len(self._order)
+        try:
+            self._build_ready()
+        except ConvscopeError:
+            self._undo_add(name, built)
+            raise
         return self
+
+    def _undo_add(self, name, built) -> None:
+        """Take back an add whose build failed: the layer and what was built since, so the network
+        is as before the call (the same name can be added again, corrected)."""
+        for done in self._order[built:]:
+            del self.shapes[self.nodes[done].output]
+        del self._order[built:]
+        del self._producer[self.nodes.pop(name).output]
 
     def _build_ready(self) -> None:
         progress = True

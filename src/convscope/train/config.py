@@ -43,8 +43,8 @@ import yaml
 
 from convscope.errors import ConfigError
 from convscope.train.datasets import make_augmentation, make_preprocessor
-from convscope.train.optim import OPTIMIZERS
-from convscope.train.schedules import SCHEDULES
+from convscope.train.optim import OPTIMIZERS, make_optimizer
+from convscope.train.schedules import SCHEDULES, make_schedule
 
 DEFAULTS = {
     "name": "lenet5-mnist",
@@ -98,13 +98,63 @@ def _check_choice(key, value, choices) -> None:
         raise ConfigError(f"config: {key} is {value!r}; choose one of {', '.join(choices)}")
 
 
-def _check_schedule(key, spec) -> None:
-    if spec is None or isinstance(spec, list):
-        return
-    spec = _mapping(key, spec)
-    kind = spec.get("type", "constant")
-    _check_choice(f"{key}.type", kind, list(SCHEDULES))
-    _unknown(key, spec, _keywords(SCHEDULES[kind]) | {"type", "warmup"})
+def _number(key, value):
+    """``value`` as a number, or a ConfigError naming ``key``. A string that reads as a number is
+    taken as one: YAML 1.1 (PyYAML) reads ``1e-3`` as text, ``1.0e-3`` as a number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise ConfigError(f"config: {key} must be a number, got {value!r}")
+
+
+def _numbers(section: str, options: dict, *, skip=("type",)) -> dict:
+    """The mapping with every value (but those in ``skip``) a number; lists of numbers too."""
+    out = {}
+    for k, v in options.items():
+        if k in skip:
+            out[k] = v
+        elif isinstance(v, list):
+            out[k] = [_number(f"{section}.{k}[{i}]", x) for i, x in enumerate(v)]
+        else:
+            out[k] = _number(f"{section}.{k}", v)
+    return out
+
+
+def _check_optimizer(spec: dict) -> dict:
+    """The optimizer mapping with numeric values, built once to check their ranges."""
+    kind = spec.setdefault("type", "momentum")
+    _check_choice("optimizer.type", kind, list(OPTIMIZERS))
+    _unknown("optimizer", spec, _keywords(OPTIMIZERS[kind]) | {"type"})
+    spec = _numbers("optimizer", spec)
+    try:
+        make_optimizer(**spec)
+    except ConfigError as e:
+        raise ConfigError(f"config: {e}") from None
+    return spec
+
+
+def _check_schedule(key, spec, *, start, epochs):
+    """The schedule ``spec`` (None, a list of values, a type name or a mapping) with numeric
+    values, a mapping for a type name, built once to check it."""
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        spec = [_number(f"{key}[{i}]", v) for i, v in enumerate(spec)]
+    else:
+        spec = _mapping(key, spec)
+        kind = spec.get("type", "constant")
+        _check_choice(f"{key}.type", kind, list(SCHEDULES))
+        _unknown(key, spec, _keywords(SCHEDULES[kind]) | {"type", "warmup"})
+        spec = _numbers(key, spec)
+    try:
+        make_schedule(spec, start=start, epochs=epochs)
+    except ConfigError as e:
+        raise ConfigError(f"config: {key}: {e}") from None
+    return spec
 
 
 def _check_positive_int(key, value) -> None:
@@ -131,13 +181,18 @@ def validate(config: dict) -> dict:
     _check_choice("model.name", out["model"].get("name"), list(MODELS))
     _unknown("model", out["model"], _keywords(MODELS[out["model"]["name"]]) - {"seed", "dtype"}
              | {"name"})
-    kind = out["optimizer"].setdefault("type", "momentum")
-    _check_choice("optimizer.type", kind, list(OPTIMIZERS))
-    _unknown("optimizer", out["optimizer"], _keywords(OPTIMIZERS[kind]) | {"type"})
-    for key in ("lr_schedule", "momentum_schedule"):
-        _check_schedule(key, out[key])
     for key in ("epochs", "batch_size"):
         _check_positive_int(key, out[key])
+    out["optimizer"] = _check_optimizer(out["optimizer"])
+    optimizer = make_optimizer(**out["optimizer"])
+    out["lr_schedule"] = _check_schedule("lr_schedule", out["lr_schedule"], start=optimizer.lr,
+                                         epochs=out["epochs"])
+    if out["momentum_schedule"] is not None and not hasattr(optimizer, "momentum"):
+        raise ConfigError(f"config: momentum_schedule needs an optimizer with momentum, not "
+                          f"{out['optimizer']['type']!r}")
+    out["momentum_schedule"] = _check_schedule(
+        "momentum_schedule", out["momentum_schedule"], start=getattr(optimizer, "momentum", 0.0),
+        epochs=out["epochs"])
     if not isinstance(out["seed"], int):
         raise ConfigError(f"config: seed must be an integer, got {out['seed']!r}")
     make_preprocessor(out["data"]["preprocess"])
@@ -146,9 +201,15 @@ def validate(config: dict) -> dict:
         _check_positive_int("data.limit", out["data"]["limit"])
     if not isinstance(out["freeze"], list):
         raise ConfigError(f"config: freeze must be a list of layer names, got {out['freeze']!r}")
-    for name, factors in _mapping("param_factors", out["param_factors"]).items():
-        _unknown(f"param_factors.{name}", _mapping(f"param_factors.{name}", factors),
-                 {"lr_factor", "decay_factor", "frozen"})
+    params = _mapping("param_factors", out["param_factors"])
+    for name, factors in params.items():
+        factors = _mapping(f"param_factors.{name}", factors)
+        _unknown(f"param_factors.{name}", factors, {"lr_factor", "decay_factor", "frozen"})
+        if not isinstance(factors.get("frozen", False), bool):
+            raise ConfigError(f"config: param_factors.{name}.frozen must be true or false, got "
+                              f"{factors['frozen']!r}")
+        params[name] = _numbers(f"param_factors.{name}", factors, skip=("frozen",))
+    out["param_factors"] = params
     if not isinstance(out["device"], str) or not (
             out["device"] in ("numpy", "cpu") or out["device"].startswith("cuda")):
         raise ConfigError(f"config: device must be 'numpy', 'cpu', 'cuda' or 'cuda:N', "
@@ -158,8 +219,14 @@ def validate(config: dict) -> dict:
     if out["cuda_graph"] and not out["device"].startswith("cuda"):
         raise ConfigError(f"config: cuda_graph needs a CUDA device, not {out['device']!r}")
     if out["early_stopping"] is not None:
-        _unknown("early_stopping", _mapping("early_stopping", out["early_stopping"]),
-                 EARLY_KEYS)
+        early = _mapping("early_stopping", out["early_stopping"])
+        _unknown("early_stopping", early, EARLY_KEYS)
+        if "patience" in early:
+            _check_positive_int("early_stopping.patience", early["patience"])
+        if not isinstance(early.get("monitor", ""), str):
+            raise ConfigError(f"config: early_stopping.monitor must be a metric name such as "
+                              f"val_objective, got {early['monitor']!r}")
+        out["early_stopping"] = early
     return out
 
 

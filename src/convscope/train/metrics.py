@@ -29,6 +29,14 @@ def squared_error(prediction, target) -> tuple[float, int]:
     return float(np.sum((x[known] - t[known]) ** 2)), int(known.sum())
 
 
+def metric_names(task: str, outputs: int) -> list[str]:
+    """What :meth:`Meter.result` reports for a ``task`` whose prediction holds ``outputs`` values
+    per sample: loss and top-1 error (and top-5 error with more than 5 classes), or loss and RMSE."""
+    if task == "classification":
+        return ["loss", "top1err"] + (["top5err"] if outputs > 5 else [])
+    return ["loss", "rmse"]
+
+
 class Meter:
     """Accumulates loss and task metrics over the batches of an epoch.
 
@@ -63,11 +71,8 @@ class Meter:
 
     def result(self) -> dict:
         """The epoch's metrics: loss and top-1/top-5 error, or loss and RMSE."""
-        out = {"loss": self.loss}
-        if self.task == "classification":
-            out["top1err"] = self.sums["top1err"] / max(self.n, 1)
-            if self.classes > 5:
-                out["top5err"] = self.sums["top5err"] / max(self.n, 1)
-        else:
-            out["rmse"] = self.scale * float(np.sqrt(self.sums["se"] / max(self.sums["known"], 1)))
-        return out
+        n = max(self.n, 1)
+        values = {"loss": self.loss, "top1err": self.sums["top1err"] / n,
+                  "top5err": self.sums["top5err"] / n,
+                  "rmse": self.scale * float(np.sqrt(self.sums["se"] / max(self.sums["known"], 1)))}
+        return {name: values[name] for name in metric_names(self.task, self.classes)}

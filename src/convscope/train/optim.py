@@ -274,5 +274,7 @@ def make_optimizer(type="momentum", **options) -> Optimizer:  # noqa: A002 (conf
         raise ConfigError(f"optimizer: unknown type {type!r}; known: {', '.join(OPTIMIZERS)}")
     try:
         return OPTIMIZERS[type](**options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # an unknown option, or a value that is not a number
+        if isinstance(e, ConfigError):
+            raise
         raise ConfigError(f"optimizer {type!r}: {e}") from None

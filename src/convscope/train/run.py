@@ -33,7 +33,7 @@ from convscope.train.datasets import (
 )
 from convscope.train.optim import make_optimizer
 from convscope.train.schedules import make_schedule
-from convscope.train.trainer import BEST, CHECKPOINT, METRICS, Trainer, evaluate
+from convscope.train.trainer import BEST, CHECKPOINT, METRICS, Trainer, evaluate, task_of
 
 MODEL = "model.safetensors"
 PREPROCESS = "preprocess.safetensors"
@@ -173,8 +173,9 @@ def prepare(config: dict, *, progress=None, log=print, callbacks=()) -> Run:
         momentum_schedule = make_schedule(config["momentum_schedule"],
                                           start=optimizer.momentum, epochs=config["epochs"])
     early = config["early_stopping"] or {}
-    if early and val is None:
-        raise ConfigError("config: early_stopping needs a validation set (data.validation > 0)")
+    if early and val is None and str(early.get("monitor", "val_")).startswith("val_"):
+        raise ConfigError("config: early_stopping needs a validation set (data.validation > 0), "
+                          "or early_stopping.monitor naming a training metric (train_objective)")
     out_dir = Path(config["out"]) / config["name"]
     trainer = Trainer(net, optimizer, (train.x, train.y), val=val, epochs=config["epochs"],
                       batch_size=config["batch_size"], seed=config["seed"],
@@ -282,7 +283,11 @@ def predict_images(run_dir, paths, *, device=None) -> list[tuple[str, list[tuple
 
     from convscope import ops
 
-    net, _, transforms = load_run(run_dir)
+    net, config, transforms = load_run(run_dir)
+    if task_of(net) != "classification":
+        raise ConfigError(f"predict gives classes and their probabilities; {run_dir} is a "
+                          f"regression run ({config['model']['name']}), whose outputs are no "
+                          f"classes: use convscope evaluate")
     net.to(device or "numpy")
     shape = net.inputs[net.roles["input"]]
     if len(shape) != 3 or shape[-1] not in (1, 3):

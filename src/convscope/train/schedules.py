@@ -132,8 +132,9 @@ SCHEDULES = {"constant": Constant, "step": Step, "inverse": InverseTime,
 
 
 def make_schedule(spec, *, start, epochs) -> Schedule:
-    """A schedule from its config: ``None`` (constant), a list of per-epoch values, or a mapping
-    ``{"type": ..., options...}``; ``warmup: W`` (epochs) in the mapping wraps it in :class:`WarmUp`.
+    """A schedule from its config: ``None`` (constant), a list of per-epoch values, a type name
+    (``"cosine"``) or a mapping ``{"type": ..., options...}``; ``warmup: W`` (epochs) in the
+    mapping wraps it in :class:`WarmUp`.
 
     ``start`` (the optimiser's η or α) and ``epochs`` (the run's length) fill in what is left out.
     """
@@ -141,6 +142,8 @@ def make_schedule(spec, *, start, epochs) -> Schedule:
         return Constant(start)
     if isinstance(spec, (list, tuple)):
         return PerEpoch(spec)
+    if isinstance(spec, str):
+        spec = {"type": spec}
     if not isinstance(spec, dict):
         raise ConfigError(f"schedule: expected a mapping or a list, got {spec!r}")
     options = dict(spec)
@@ -155,6 +158,6 @@ def make_schedule(spec, *, start, epochs) -> Schedule:
         options.setdefault("epochs", epochs)
     try:
         schedule = cls(**options)
-    except TypeError as e:
+        return WarmUp(schedule, epochs=warmup) if warmup else schedule
+    except (TypeError, ValueError) as e:  # a missing option, or one that is not a number
         raise ConfigError(f"schedule {kind!r}: {e}") from None
-    return WarmUp(schedule, epochs=warmup) if warmup else schedule

@@ -26,7 +26,7 @@ from convscope.errors import ConfigError, ShapeError
 from convscope.nn import SoftmaxLogLoss
 from convscope.nn.files import atomic_write
 from convscope.train.checkpoint import load_checkpoint, save_checkpoint
-from convscope.train.metrics import Meter
+from convscope.train.metrics import Meter, metric_names
 from convscope.train.schedules import Constant
 from convscope.train.step import CudaGraphStep
 
@@ -49,7 +49,9 @@ class Trainer:
       trainer's generator (:mod:`convscope.data.augment`).
     - ``lr_schedule``, ``momentum_schedule``: callables of t (epochs); default constant.
     - ``patience``: stop after this many epochs without improvement of ``monitor`` (default
-      ``val_objective`` when there is a validation set); ``keep_best`` restores the best weights.
+      ``val_objective`` when there is a validation set; patience with neither is a ConfigError, as
+      is a monitor naming no metric of :meth:`metric_names`); ``keep_best`` restores the best
+      weights.
     - ``out_dir``: where ``checkpoint.safetensors`` (every epoch), ``best.safetensors`` and
       ``metrics.csv`` go (nothing is written without it).
     - ``callbacks``: objects with ``on_batch_end(trainer, info)`` and/or
@@ -81,6 +83,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.monitor = monitor or ("val_objective" if self.val_data else None)
         self.patience, self.keep_best = patience, keep_best
+        self._check_monitor()
         self.callbacks = list(callbacks)
         self.progress = sys.stdout.isatty() if progress is None else progress
         self.log = log or (tqdm.write if self.progress else print)
@@ -96,6 +99,30 @@ class Trainer:
         if len(x) != len(y) or len(x) == 0:
             raise ShapeError(f"Trainer: {split} data has {len(x)} inputs and {len(y)} targets")
         return x, y
+
+    def metric_names(self) -> list[str]:
+        """The columns of an epoch's row (of ``history`` and ``metrics.csv``)."""
+        outputs = math.prod(self.net.shapes[self.net.roles["prediction"]])
+        task = [*metric_names(self.task, outputs), "objective"]
+        splits = ["train", "val"] if self.val_data is not None else ["train"]
+        return ["epoch", "lr", *(f"{s}_{m}" for s in splits for m in task), "seconds"]
+
+    def _check_monitor(self) -> None:
+        """A ConfigError before any training when ``monitor`` names no metric of this run, or when
+        ``patience`` is given with nothing to watch (no validation set and no ``monitor``)."""
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(
+                self.patience, (int, np.integer)) or self.patience < 1):
+            raise ConfigError(f"Trainer: patience must be a positive number of epochs, got "
+                              f"{self.patience!r}")
+        if self.monitor is None:
+            if self.patience is not None:
+                raise ConfigError("Trainer: patience needs a metric to watch: give a validation "
+                                  "set (val=) or monitor= (e.g. 'train_objective')")
+            return
+        names = self.metric_names()
+        if self.monitor not in names:
+            raise ConfigError(f"Trainer: monitor {self.monitor!r} is not a metric of this run; "
+                              f"metrics are {', '.join(names)}")
 
     # -- one batch, one epoch ----------------------------------------------------------------
     def _feed(self, x, y):
