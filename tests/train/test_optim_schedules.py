@@ -57,6 +57,7 @@ def test_weight_decay_factors_and_frozen_parameters():
     assert b.value[0] == 2.0 and frozen.value[0] == 2.0
     np.testing.assert_allclose(fast.value, 2.0 - 0.2)
     assert opt.penalty({"w": w, "b": b}) == pytest.approx(0.5 * 0.01 * w.value[0] ** 2)
+    assert opt.penalty({"w": w, "frozen": frozen}) == pytest.approx(0.5 * 0.01 * w.value[0] ** 2)
 
 
 def test_adam_first_step_is_lr_times_sign():

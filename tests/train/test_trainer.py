@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -102,6 +103,24 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     for name in a:
         assert np.array_equal(a[name], b[name]), name
     assert [r["train_loss"] for r in full.history] == [r["train_loss"] for r in resumed.history]
+
+
+def test_resume_from_a_checkpoint_elsewhere_takes_the_best_weights_beside_it(tmp_path):
+    first = _trainer(_dropout_net(), tmp_path / "run", 2)
+    first.fit()
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in (CHECKPOINT, "best.safetensors"):
+        shutil.copy(tmp_path / "run" / name, moved / name)
+    (tmp_path / "run" / "best.safetensors").unlink()
+    resumed = _trainer(_dropout_net(seed=99), tmp_path / "new", 4).resume(moved / CHECKPOINT)
+    best = Network.load(moved / "best.safetensors").state_dict()
+    assert best.keys() == resumed._best_state.keys()
+    for name in best:
+        assert np.array_equal(best[name], resumed._best_state[name]), name
+    (moved / "best.safetensors").unlink()
+    with pytest.raises(ConfigError, match="best.safetensors is missing"):
+        _trainer(_dropout_net(), tmp_path / "new", 4).resume(moved / CHECKPOINT)
 
 
 def test_checkpoint_and_metrics_files(tmp_path):

@@ -94,11 +94,12 @@ class Optimizer(abc.ABC):
         """The step Δω for one parameter given its gradient; updates ``slots`` in place."""
 
     def penalty(self, params) -> float:
-        """The regularisation term (λ/2) Σ c_λ ‖ω‖² of the objective."""
+        """The regularisation term (λ/2) Σ c_λ ‖ω‖² of the objective, over the parameters SGD
+        moves (frozen ones are constants of the fine-tuned objective, and no decay reaches them)."""
         if not self.weight_decay:
             return 0.0
         total = sum(p.decay_factor * float((p.value * p.value).sum())
-                    for p in params.values() if p.trainable and p.decay_factor)
+                    for p in params.values() if p.learnable and p.decay_factor)
         return 0.5 * self.weight_decay * total
 
     def hyper(self) -> dict:

@@ -255,7 +255,8 @@ class Trainer:
 
     def resume(self, path=None) -> Trainer:
         """Restore the network, optimiser, generator and history from the last checkpoint
-        (``out_dir/checkpoint.safetensors`` or ``path``); then :meth:`fit` continues the run."""
+        (``out_dir/checkpoint.safetensors`` or ``path``, with the best weights from the
+        ``best.safetensors`` beside it); then :meth:`fit` continues the run."""
         path = Path(path) if path is not None else self._checkpoint_path()
         state = load_checkpoint(path, self.net, self.optimizer)
         self.rng.bit_generator.state = state["rng"]
@@ -263,9 +264,14 @@ class Trainer:
         self.best = math.inf if state["best"] is None else state["best"]
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         self.stopped_early = state["stopped_early"]
-        if self.best_epoch is not None and self.out_dir is not None:
+        best = path.parent / BEST
+        if self.best_epoch is not None and self.keep_best:
+            if not best.exists():
+                raise ConfigError(f"resume: {path} records a best epoch ({self.best_epoch}) but "
+                                  f"{best} is missing: put it beside the checkpoint, or resume "
+                                  f"with keep_best=False")
             from convscope.nn.network import Network
-            self._best_state = Network.load(self.out_dir / BEST).state_dict()
+            self._best_state = Network.load(best).state_dict()
         return self
 
     def _checkpoint_path(self) -> Path:
