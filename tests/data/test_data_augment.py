@@ -85,6 +85,17 @@ def test_flip_of_68_landmarks_keeps_the_face_layout(faces):
         hflip(x, y)
 
 
+@pytest.mark.parametrize("p", [0.0, 1e-9, 0.5])
+def test_random_flip_of_keypoints_needs_names_whatever_it_draws(faces15, p):
+    """The missing names were reported only by a batch that drew a flip: p = 0.01 let the first
+    batches pass and failed later in training."""
+    x, y = faces15
+    with pytest.raises(ConfigError, match="RandomFlip: keypoint names are needed"):
+        RandomFlip(p)(x, y, np.random.default_rng(0))
+    with pytest.raises(ShapeError, match="RandomFlip: 68 names for 15 keypoints"):
+        RandomFlip(p, names=IBUG68_NAMES)(x, y, np.random.default_rng(0))
+
+
 def test_rotation_by_90_is_rot90_and_four_are_identity(mnist_test, faces):
     x = mnist_test.x[:16]
     r = rotate(x, 90)[0]

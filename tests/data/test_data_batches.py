@@ -31,7 +31,23 @@ def test_stratified_split_keeps_class_proportions(mnist_train):
     for name, f in [("train", 0.8), ("val", 0.1), ("test", 0.1)]:
         got = np.bincount(y[parts[name]], minlength=10)
         assert (np.abs(got - f * counts) <= 1).all(), name
-    assert len(parts["val"]) == pytest.approx(6000, abs=10)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 48000, "val": 6000, "test": 6000}
+
+
+@pytest.mark.parametrize(("per_class", "want"), [
+    ([3] * 100, {"train": 240, "val": 30, "test": 30}),  # every class: 2.4 / 0.3 / 0.3
+    ([5, 5], {"train": 8, "val": 1, "test": 1}),  # every class: 4 / 0.5 / 0.5
+])
+def test_stratified_split_of_small_classes_fills_every_part(per_class, want):
+    """Rounding each class on its own sent every remainder to the same part: 300 / 0 / 0 and
+    8 / 2 / 0. The part totals must be N·f rounded, with each class still divided ⌊·⌋ or ⌈·⌉."""
+    y = np.repeat(np.arange(len(per_class)), per_class)
+    for seed in range(5):
+        split = make_split(y, {"train": 0.8, "val": 0.1, "test": 0.1}, seed=seed)
+        assert {k: len(v) for k, v in split.parts.items()} == want
+        for name, f in [("train", 0.8), ("val", 0.1), ("test", 0.1)]:
+            got = np.bincount(y[split[name]], minlength=len(per_class))
+            assert (np.abs(got - f * np.array(per_class)) < 1).all()
 
 
 def test_split_is_seeded(mnist_test):

@@ -52,6 +52,21 @@ def test_image_folder_resize_and_size_mismatch(tmp_path, mnist_test):
     assert image_folder(tmp_path, size=(16, 16)).x.shape == (5, 16, 16, 1)
 
 
+def test_16bit_gray_png_is_scaled_not_clipped(tmp_path, mnist_test):
+    """A 16-bit gray PNG (v = 257·g) reads back as g; Pillow's convert("L") clipped it at 255."""
+    x = mnist_test.x[:4, ..., 0]
+    (tmp_path / "a").mkdir()
+    Image.fromarray(x[0]).save(tmp_path / "a" / "0.png")
+    for n in (1, 2, 3):
+        Image.fromarray(x[n].astype(np.uint16) * 257).save(tmp_path / "a" / f"{n}.png")
+    assert Image.open(tmp_path / "a" / "1.png").mode.startswith("I")
+    ds = image_folder(tmp_path)
+    assert ds.x.dtype == np.uint8 and ds.x.shape == (4, 28, 28, 1)
+    np.testing.assert_array_equal(ds.x[..., 0], x)
+    assert image_folder(tmp_path, color="rgb").x.shape == (4, 28, 28, 3)
+    np.testing.assert_array_equal(image_folder(tmp_path, color="rgb").x[..., 1], x)
+
+
 def test_image_folder_unreadable_file(tmp_path, mnist_test):
     _write_class_folders(tmp_path, mnist_test.x[:4], np.array([0, 0, 1, 1]), ("a", "b"))
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")

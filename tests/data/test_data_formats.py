@@ -57,6 +57,20 @@ def test_idx_gz_roundtrip_of_100_images(tmp_path, mnist_train):
         load("mnist", data_dir=tmp_path)
 
 
+def test_idx_label_problems_name_the_label_file(tmp_path, mnist_train):
+    """A label file that does not match its image file is named, not the image file."""
+    d = tmp_path / "mnist"
+    d.mkdir()
+    write_idx(d / "train-images-idx3-ubyte.gz", mnist_train.x[:100, ..., 0])
+    write_idx(d / "train-labels-idx1-ubyte.gz", mnist_train.y[:99].astype(np.uint8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: labels have shape \(99,\), "
+                                        r"expected \(100,\)"):
+        load("mnist", data_dir=tmp_path, verify=False)
+    write_idx(d / "train-labels-idx1-ubyte.gz", np.full(100, 10, np.uint8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: labels range 10…10"):
+        load("mnist", data_dir=tmp_path, verify=False)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32, np.float64])
 def test_idx_dtypes_roundtrip(tmp_path, dtype):
     a = (np.arange(24).reshape(2, 3, 4) - 5).astype(dtype) if dtype != np.uint8 else \
@@ -77,6 +91,18 @@ def test_truncated_idx(tmp_path, mnist_train):
         read_idx(path)
     path.write_bytes(raw[:6])
     with pytest.raises(DataError, match="truncated IDX header"):
+        read_idx(path)
+
+
+def test_idx_header_with_absurd_sizes(tmp_path):
+    """A damaged header announcing 2³¹×2³¹×2³¹ elements: np.prod wrapped around to 0 and the
+    reader crashed inside NumPy's reshape instead of naming the file."""
+    import struct
+
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">HBB3I", 0, 8, 3, 2**31, 2**31, 2**31))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: truncated: the header "
+                                        r"announces 2147483648×2147483648×2147483648 elements"):
         read_idx(path)
 
 

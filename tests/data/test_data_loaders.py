@@ -122,6 +122,19 @@ def test_missing_files_say_where_and_how(tmp_path):
     assert "convscope data fetch cifar10" in msg
 
 
+def test_missing_kaggle_files_say_how_to_get_them(tmp_path):
+    """`convscope data fetch facial_keypoints` cannot download (Kaggle needs an account): the
+    message gives the manual steps instead of pointing at a command that only refuses."""
+    with pytest.raises(DataError) as e:
+        load("facial_keypoints", data_dir=tmp_path)
+    msg = str(e.value)
+    assert "facial_keypoints/training.csv" in msg and str(tmp_path) in msg
+    assert "kaggle competitions download -c facial-keypoints-detection" in msg
+    assert "convscope data fetch" not in msg
+    with pytest.raises(DataError, match=r"faces68_96.npz.*udacity/P1_Facial_Keypoints"):
+        load("faces68", data_dir=tmp_path)
+
+
 def test_data_dir_resolution(tmp_path, monkeypatch, data_dir):
     monkeypatch.setenv("CONVSCOPE_DATA", str(data_dir))
     assert resolve_data_dir() == data_dir

@@ -88,6 +88,35 @@ def test_pca_whitening(patches):
         pca(np.zeros((2, 9, 8, 3)))
 
 
+def test_pca_keeps_the_leading_components(patches):
+    """Output column i is the projection on the eigenvector of the i-th largest eigenvalue,
+    divided by sqrt(λ_i + ε): an identity covariance alone would not tell leading from trailing
+    components (any k eigenvectors whiten)."""
+    train, _ = patches
+    f = train.reshape(len(train), -1).astype(np.float64)
+    f -= f.mean(axis=0)
+    lam, u = np.linalg.eigh(f.T @ f / len(f))
+    lam, u = lam[::-1], u[:, ::-1]
+    out = PCAWhitening(eps=1.0, n_components=5).fit(train)(train).astype(np.float64)
+    want = f @ u[:, :5] / np.sqrt(lam[:5] + 1.0)
+    sign = np.sign((out * want).sum(axis=0))  # an eigenvector's sign is arbitrary
+    np.testing.assert_allclose(out * sign, want, atol=1e-4 * np.abs(want).max())
+
+
+def test_whitening_with_zero_eps_refuses_rank_deficient_data(mnist_test):
+    """MNIST's border pixels are always 0: Σ has zero eigenvalues, and eps = 0 made the whole
+    ZCA output NaN. It is a ConfigError; PCA on the leading components alone is fine."""
+    x = mnist_test.x[:3000]
+    with pytest.raises(ConfigError, match=r"ZCAWhitening: the training covariance has rank "
+                                          r"\d+ of M = 784 .* Pass eps > 0"):
+        ZCAWhitening(eps=0).fit(x)
+    with pytest.raises(ConfigError, match="PCAWhitening: .* or n_components ≤ that rank"):
+        PCAWhitening(eps=0).fit(x)
+    out = PCAWhitening(eps=0, n_components=20).fit(x)(x)
+    np.testing.assert_allclose(_cov(out), np.eye(20), atol=1e-3)
+    assert np.isfinite(ZCAWhitening(eps=0.1).fit(x)(x)).all()
+
+
 def test_global_contrast_normalization(cifar_test):
     gcn = GlobalContrastNormalization(scale=55.0, lam=10.0)
     out = gcn(cifar_test.x[:100])

@@ -23,6 +23,8 @@ def test_split_is_a_partition_with_stratified_sizes(n_per_class, fractions, seed
     for i, name in enumerate(names):
         got = np.bincount(y[split[name]], minlength=len(n_per_class))
         assert (np.abs(got - f[i] * np.array(n_per_class)) < 1).all()
+        # and each part's total is N·f rounded down or up, like an unstratified split
+        assert abs(len(split[name]) - f[i] * len(y)) < 1
 
 
 @FAST

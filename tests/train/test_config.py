@@ -1,9 +1,11 @@
 """Run configs: validation with named keys, defaults, overrides, every zoo model reachable."""
 
+import numpy as np
 import pytest
 
 from convscope import ConfigError, zoo
 from convscope.train.config import DEFAULTS, load_config, override, validate
+from convscope.train.datasets import validation_split
 
 
 @pytest.mark.parametrize(("config", "key"), [
@@ -201,3 +203,16 @@ def test_predict_refuses_a_regression_run(tmp_path):
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "face.png")
     with pytest.raises(ConfigError, match="regression run.*evaluate"):
         predict_images(tmp_path, [tmp_path / "face.png"])
+
+
+@pytest.mark.parametrize(("labels", "held"), [
+    (np.repeat(np.arange(100), 3), 30),   # 0.3 per class: rounding each class alone held out 0
+    (np.repeat(np.arange(10), 6000), 6000),  # MNIST's train counts gave 5999
+    (np.zeros((50, 30), np.float32), 5),  # keypoints: not stratified
+])
+def test_validation_holds_out_the_fraction_of_the_whole_set(labels, held):
+    keep, val = validation_split(labels, 0.1, seed=0)
+    assert len(val) == held and len(keep) == len(labels) - held
+    assert np.intersect1d(keep, val).size == 0
+    again_keep, again_val = validation_split(labels, 0.1, seed=0)
+    assert np.array_equal(val, again_val) and np.array_equal(keep, again_keep)

@@ -146,6 +146,16 @@ def translate(x, shift, y=None, **kw):
     return affine(x, np.eye(s), np.broadcast_to(np.asarray(shift, np.float64), (s,)), y, **kw)
 
 
+def _flip_permutation(names, y, who) -> np.ndarray:
+    """The left/right permutation of the K keypoints of y (N×K×2) named ``names``."""
+    if names is None:
+        raise ConfigError(f"{who}: keypoint names are needed to swap left and right keypoints")
+    perm = mirror_permutation(names)
+    if len(perm) != np.shape(y)[1]:
+        raise ShapeError(f"{who}: {len(perm)} names for {np.shape(y)[1]} keypoints")
+    return perm
+
+
 def hflip(x, y=None, names=None):
     """Mirror left-right: x'_{i,j} = x_{i,W−1−j}; keypoint (x, y) → (W−1−x, y).
 
@@ -157,11 +167,7 @@ def hflip(x, y=None, names=None):
     out = np.ascontiguousarray(x[..., ::-1, :])
     if not _is_keypoints(y):
         return out, y
-    if names is None:
-        raise ConfigError("hflip: keypoint names are needed to swap left and right keypoints")
-    perm = mirror_permutation(names)
-    if len(perm) != np.shape(y)[1]:
-        raise ShapeError(f"hflip: {len(perm)} names for {np.shape(y)[1]} keypoints")
+    perm = _flip_permutation(names, y, "hflip")
     w = x.shape[-2]
     yy = np.array(y, copy=True)[:, perm]
     yy[..., 0] = (w - 1) - yy[..., 0]
@@ -226,6 +232,8 @@ class RandomFlip(Augmentation):
         self.p, self.names = float(p), None if names is None else tuple(names)
 
     def apply(self, x, y, rng):
+        if _is_keypoints(y):  # on every batch, not only on those that happen to draw a flip
+            _flip_permutation(self.names, y, "RandomFlip")
         flip = rng.random(len(x)) < self.p
         if not flip.any():
             return x, y

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from convscope.data.errors import DataError
+from convscope.data.sources import MANUAL
 from convscope.errors import ShapeError, describe_shape
 
 ENV_VAR = "CONVSCOPE_DATA"
@@ -107,10 +108,11 @@ def find_first(dataset: str, candidates, data_dir=None):
         if all(p.is_file() for p in paths):
             return k, paths
     wanted = " or ".join("(" + " + ".join(names) + ")" for names in candidates)
+    get = (f"Get them by hand: {MANUAL[dataset]}" if dataset in MANUAL  # no automatic download
+           else f"Download them with `convscope data fetch {dataset}`")
     raise DataError(
         f"{dataset}: data files not found. Looked for {wanted} in {root} (from {_where(data_dir)}). "
-        f"Download them with `convscope data fetch {dataset}`, or point data_dir / "
-        f"${ENV_VAR} at a folder that holds them."
+        f"{get}, or point data_dir / ${ENV_VAR} at a folder that holds them."
     )
 
 

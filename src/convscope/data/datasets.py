@@ -107,13 +107,13 @@ def _idx_split(name, split, data_dir, verify, classes, title):
             if verify:
                 check_digest(path, RAW_MD5[stem], "md5", hashlib.md5(raw).hexdigest())
             arrays.append(formats.parse_idx(raw, path))
-        (x, y), source = arrays, paths[0]
+        (x, y), (source, label_source) = arrays, paths
     else:
-        source = paths[0]
+        source = label_source = paths[0]
         d = _shared_npz(source, [f"x_{split}", f"y_{split}"], verify)
         x, y = d[f"x_{split}"], d[f"y_{split}"]
     x = _check_images(x, (28, 28), source)
-    y = _check_labels(y, 10, source, len(x))
+    y = _check_labels(y, 10, label_source, len(x))
     _check_count(name, split, len(x), source, verify)
     desc = f"{title} {split}: {len(x)} gray 28×28 images, 10 classes, from {source.name}"
     return Dataset(x[..., None], y, classes, desc)

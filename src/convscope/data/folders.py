@@ -19,6 +19,22 @@ from convscope.errors import ConfigError, ShapeError, describe_shape
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P"}
+_WIDE_GRAY_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit gray PNGs open as these
+
+
+def _gray16_to_8bit(img, path):
+    """A 16-bit gray image as 8-bit L: g = round(255·v / 65535) = round(v / 257).
+
+    Pillow's own ``convert("L")`` clips v at 255 instead of scaling (a 16-bit PNG of
+    v = 257·g came back as 255 almost everywhere).
+    """
+    from PIL import Image
+
+    v = np.asarray(img, np.int64)
+    if v.size and (v.min() < 0 or v.max() > 65535):
+        raise DataError(f"{path}: a {img.mode} image with values {v.min()}…{v.max()}, outside the "
+                        "16-bit range 0…65535; save it as an 8- or 16-bit PNG")
+    return Image.fromarray(np.rint(v / 257.0).astype(np.uint8), "L")
 
 
 def _read_image(path, size):
@@ -29,6 +45,8 @@ def _read_image(path, size):
             img.load()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot read as an image ({e}); remove or replace the file") from None
+    if img.mode in _WIDE_GRAY_MODES:
+        img = _gray16_to_8bit(img, path)
     if size is not None:
         img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return img
@@ -48,7 +66,8 @@ def image_folder(path, *, color="auto", size=None) -> Dataset:
     Classes are the sub-folder names in sorted order (y = their index); images in each folder
     are taken in sorted file order, other files and hidden files are ignored. ``color``:
     ``"gray"`` (D = 1, Pillow's L = 0.299R + 0.587G + 0.114B), ``"rgb"`` (D = 3), or ``"auto"``
-    (gray if every image is gray, else RGB). ``size=(H, W)`` resizes (bilinear); without it
+    (gray if every image is gray, else RGB). 16-bit gray PNGs are scaled to 8 bits,
+    g = round(v / 257). ``size=(H, W)`` resizes (bilinear); without it
     all images must have the same size. An unreadable file raises DataError naming it.
     """
     if color not in ("auto", "gray", "rgb"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import struct
 import zipfile
 import zlib
@@ -64,7 +65,7 @@ def parse_idx(raw: bytes, path="<bytes>") -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header: needs {head} bytes, file has {len(raw)}")
     shape = struct.unpack(f">{ndim}I", raw[4:head])
     dtype = np.dtype(_IDX_TYPES[code])
-    need = int(np.prod(shape)) * dtype.itemsize
+    need = math.prod(shape) * dtype.itemsize  # Python ints: a corrupt header cannot overflow
     if len(raw) - head != need:
         what = "truncated" if len(raw) - head < need else "has trailing bytes"
         raise DataError(

@@ -181,6 +181,7 @@ class _Whitening(Preprocessor):
     """Shared fit of PCA and ZCA whitening: μ, Σ = U Λ Uᵀ, and the matrix W of the subclass."""
 
     ARRAYS = ("mean", "matrix")
+    _ALSO = ""  # another remedy for a rank-deficient covariance, for the error message
 
     def __init__(self, eps: float = 1e-2):
         if eps < 0:
@@ -195,9 +196,28 @@ class _Whitening(Preprocessor):
         lam, u = np.linalg.eigh(_covariance(flat, mean))
         order = np.argsort(lam)[::-1]
         lam, u = np.clip(lam[order], 0.0, None), u[:, order]
+        self._check_rank(lam)
         self.mean = mean.reshape(x.shape[1:]).astype(np.float32)
         self.matrix = self._whitening_matrix(u, lam).astype(np.float32)
         return self
+
+    def _n_used(self, m: int) -> int:
+        """How many eigenvectors (largest λ first) the whitening matrix uses."""
+        return m
+
+    def _check_rank(self, lam):
+        """Refuse to divide by an eigenvalue that is 0 up to rounding, λ ≤ λ_max · M · 2⁻⁵²:
+        with ε = 0, (λ + ε)^{-1/2} would be inf (or ~1e8), and every output NaN or noise."""
+        tol = lam[0] * len(lam) * np.finfo(np.float64).eps
+        rank = int((lam > tol).sum())
+        k = self._n_used(len(lam))
+        if (lam[:k] + self.eps <= tol).any():
+            raise ConfigError(
+                f"{type(self).__name__}: the training covariance has rank {rank} of M = "
+                f"{len(lam)} (directions with no variance, e.g. always-black border pixels); "
+                f"eps = {self.eps:g} would divide by their zero eigenvalues. Pass eps > 0 (in "
+                f"the data's variance units, e.g. 0.1){self._ALSO}."
+            )
 
     @abc.abstractmethod
     def _whitening_matrix(self, u, lam):
@@ -215,13 +235,17 @@ class PCAWhitening(_Whitening):
     """
 
     PARAMS = ("eps", "n_components")
+    _ALSO = " or n_components ≤ that rank"
 
     def __init__(self, eps: float = 1e-2, n_components: int | None = None):
         super().__init__(eps)
         self.n_components = None if n_components is None else int(n_components)
 
+    def _n_used(self, m: int) -> int:
+        return m if self.n_components is None else min(self.n_components, m)
+
     def _whitening_matrix(self, u, lam):
-        k = len(lam) if self.n_components is None else min(self.n_components, len(lam))
+        k = self._n_used(len(lam))
         return u[:, :k] / np.sqrt(lam[:k] + self.eps)
 
     def transform(self, x):

@@ -3,8 +3,10 @@
 ``split = make_split(y, {"train": 0.8, "val": 0.2}, seed=0)`` draws disjoint index sets whose
 sizes follow the fractions (largest remainders, so they sum to N). For class labels (1-D
 integer y) the split is stratified by default: every class is divided in the same
-proportions, so each part keeps the class frequencies. ``split.apply(dataset)`` gives one
-Dataset per part; ``split.save(path)`` / ``Split.load(path)`` keep a fixed split as JSON.
+proportions, so each part keeps the class frequencies, and each part's total is still
+⌊N·f_k⌋ or ⌈N·f_k⌉ (see :func:`_stratified_sizes`): small classes cannot leave a part empty.
+``split.apply(dataset)`` gives one Dataset per part; ``split.save(path)`` /
+``Split.load(path)`` keep a fixed split as JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +30,71 @@ def _allocate(n: int, fractions: np.ndarray) -> np.ndarray:
     order = np.argsort(-(exact - sizes), kind="stable")
     sizes[order[:rest]] += 1
     return sizes
+
+
+_TOL = 1e-9
+
+
+def _route_unit(c0, allowed, flow, col, cap, part_order) -> bool:
+    """Give class c0 one more unit along an augmenting path (breadth first) of the bipartite
+    flow classes → parts: forward over an allowed edge without flow, backward over one with
+    flow, ending at a part k with col[k] < cap[k]. Updates ``flow`` and ``col``."""
+    from_class, from_part = {}, {c0: None}
+    frontier = [c0]
+    while frontier:
+        nxt = []
+        for c in frontier:
+            for k in part_order[c]:
+                if not allowed[c, k] or flow[c, k] or k in from_class:
+                    continue
+                from_class[k] = c
+                if col[k] < cap[k]:
+                    col[k] += 1
+                    while True:  # flip the path's edges back to c0
+                        c = from_class[k]
+                        flow[c, k] = 1
+                        if from_part[c] is None:
+                            return True
+                        k = from_part[c]
+                        flow[c, k] = 0
+                for c2 in np.flatnonzero(flow[:, k]):
+                    if c2 not in from_part:
+                        from_part[c2] = k
+                        nxt.append(c2)
+        frontier = nxt
+    return False
+
+
+def _stratified_sizes(counts, fractions, rng) -> np.ndarray:
+    """Per-class part sizes m[c, k] (controlled rounding of the table t[c, k] = n_c·f_k).
+
+    Every m[c, k] is ⌊t[c, k]⌋ or ⌈t[c, k]⌉, row c sums to n_c, and part k's total Σ_c m[c, k]
+    is ⌊N·f_k⌋ or ⌈N·f_k⌉. Rounding each class on its own (largest remainders per row) can
+    instead send every class's remainder to the same part: 100 classes of 3 with fractions
+    0.8/0.1/0.1 gave 300/0/0. Method: start from the floors; the r_c = n_c − Σ_k ⌊t[c, k]⌋
+    leftover units of class c go, at most one per part, to parts k with a fractional t[c, k],
+    routed as a maximum flow classes → parts with part capacities ⌊s_k⌋, then ⌈s_k⌉
+    (s_k = Σ_c frac t[c, k]). The fractional remainders are such a flow, so by flow
+    integrality an integral one exists. Ties (class order, part order) are drawn from ``rng``.
+    """
+    counts = np.asarray(counts, np.int64)
+    t = counts[:, None] * fractions[None, :]
+    floor = np.floor(t + _TOL).astype(np.int64)
+    frac = np.clip(t - floor, 0.0, None)
+    allowed = frac > _TOL
+    need = counts - floor.sum(axis=1)
+    s = frac.sum(axis=0)
+    flow = np.zeros(t.shape, np.int8)
+    col = np.zeros(len(fractions), np.int64)
+    part_order = [np.lexsort((rng.random(len(fractions)), -frac[c])) for c in range(len(t))]
+    classes = rng.permutation(len(t))
+    for cap in (np.floor(s + _TOL), np.ceil(s - _TOL)):
+        for c in classes:
+            while flow[c].sum() < need[c] and _route_unit(c, allowed, flow, col, cap, part_order):
+                pass
+    if (flow.sum(axis=1) != need).any():  # cannot happen (see above); never a silent bad split
+        raise ConfigError("make_split: could not round the stratified part sizes")
+    return floor + flow
 
 
 @dataclass
@@ -102,11 +169,15 @@ def make_split(y_or_n, fractions=None, *, seed: int = 0, stratify: bool | None =
     if stratify and not is_labels:
         raise ConfigError("make_split: stratify needs 1-D integer class labels")
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(n)]
+    if stratify:
+        groups = [np.flatnonzero(y == c) for c in np.unique(y)]
+        sizes = _stratified_sizes([len(g) for g in groups], f, rng)
+    else:
+        groups, sizes = [np.arange(n)], _allocate(n, f)[None, :]
     chunks = {k: [] for k in names}
-    for g in groups:
+    for g, size in zip(groups, sizes, strict=True):
         g = rng.permutation(g)
-        bounds = np.cumsum(_allocate(len(g), f))[:-1]
+        bounds = np.cumsum(size)[:-1]
         for k, part in zip(names, np.split(g, bounds), strict=True):
             chunks[k].append(part)
     parts = {k: np.sort(np.concatenate(v)) if v else np.zeros(0, np.int64)

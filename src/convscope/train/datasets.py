@@ -14,6 +14,7 @@ from importlib import resources
 
 import numpy as np
 
+from convscope.data import make_split
 from convscope.errors import ConfigError
 
 BUNDLED = "mnist_subset"
@@ -52,18 +53,14 @@ def load_split(name: str, split: str, *, data_dir=None, **options) -> Split:
     return Split(ds.x, ds.y, tuple(ds.names), ds.description)
 
 
-def validation_split(y, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(y, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices): a seeded split holding out ``fraction`` of the
-    samples, stratified per class when ``y`` holds class indices."""
+    samples, stratified per class when ``y`` holds class indices (:func:`convscope.data.make_split`:
+    ⌊N·f⌋ or ⌈N·f⌉ held out, each class's share rounded down or up)."""
     if not 0 < fraction < 1:
         raise ConfigError(f"data.validation must be between 0 and 1, got {fraction}")
-    y = np.asarray(y)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if y.ndim == 1 else [
-        np.arange(len(y))]
-    val = np.concatenate([rng.permutation(g)[: int(round(fraction * len(g)))] for g in groups])
-    mask = np.zeros(len(y), dtype=bool)
-    mask[val] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    split = make_split(np.asarray(y), {"train": 1 - fraction, "val": fraction}, seed=seed)
+    return split["train"], split["val"]
 
 
 class KeypointScaling:

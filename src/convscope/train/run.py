@@ -152,8 +152,7 @@ def prepare(config: dict, *, progress=None, log=print, callbacks=()) -> Run:
     test = load_split(data["name"], data["test_split"], **load) if data["test_split"] else None
     val = None
     if data["validation"]:
-        rng = np.random.default_rng(config["seed"])
-        keep, held = validation_split(train.y, data["validation"], rng)
+        keep, held = validation_split(train.y, data["validation"], seed=config["seed"])
         val = (train.x[held], train.y[held])
         train = Split(train.x[keep], train.y[keep], train.names, train.description)
     net = zoo.create(config["model"]["name"], **_model_options(config, train))
