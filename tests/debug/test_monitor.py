@@ -79,7 +79,8 @@ def test_a_nan_stops_the_run_at_once_naming_the_layer(tmp_path, make_trainer, ti
     _poison(net.nodes["conv2"].layer, after=10, phase=phase)  # batch 3 of epoch 2
     trainer = make_trainer(net, epochs=3, out_dir=tmp_path)
     Monitor().attach(trainer)
-    with pytest.raises(NonFiniteError, match=f"'conv2' produced NaN or Inf in its {phase}") as e:
+    with pytest.raises(NonFiniteError, match=f"^epoch 2, batch 3: layer 'conv2' produced NaN or "
+                                             f"Inf in its {phase}") as e:
         trainer.fit()
     assert e.value.layer == "conv2" and e.value.phase == phase
     assert all(np.isfinite(v).all() for v in net.state_dict().values())  # no update applied

@@ -24,3 +24,16 @@ def test_feature_maps_and_filters_of_a_3d_convnet_render():
     assert titles[0].startswith("input 8×8×8×1") and any("conv" in t for t in titles)
     w = net.params()["conv1.w"].value
     assert len(figures.filters(w).axes) >= w.shape[-1]
+
+
+def test_the_report_shows_the_first_filters_of_a_3d_convnet():
+    from convscope.viz.report import first_filters
+
+    net = zoo.convnet3d(input_shape=(8, 8, 8, 1))
+    w = first_filters(net)
+    assert w is not None and w.shape == (3, 3, 3, 1, 16)
+    fig = figures.filters(w)
+    assert "T'×H'×W'×D×K" in fig._suptitle.get_text()
+    tiles = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(tiles) == 16 and tiles[0].shape == (3, 3)
+    np.testing.assert_allclose(tiles[0], figures._tile(w[1, ..., 0, 0]))  # slice t = T'/2 = 1

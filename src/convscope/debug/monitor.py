@@ -18,7 +18,10 @@ where t = epoch + b/B is the time in epochs, ``act_zero`` the fraction of zeros 
 batch, ``act_saturated`` the fraction of a sigmoid's or tanh's outputs in its flat tails, and the
 update ratio is that of the optimiser step just taken (ω is snapshotted one batch earlier). Every
 batch, the :class:`Probe` checks each forward value and each gradient for NaN and Inf and stops
-the run at the first one, before the update, naming the layer.
+the run at the first one, before the update, naming the layer (a step that overflowed the
+weights is named by the next forward pass); after the last update of an epoch it checks the
+parameters, so that such a step stops the run before the checkpoint can save it. ``step``
+counts the batches of the whole run (epoch·B + b), so a resumed run continues the numbering.
 """
 
 from __future__ import annotations
@@ -103,6 +106,12 @@ def layer_rows(net, values, grads, before=None, *, bins=20, rng=None) -> list[di
     return rows
 
 
+def peak_lr(schedule, epochs, points=100) -> float:
+    """η_max = max_t η(t) of a learning-rate schedule over the run, t ∈ [0, epochs] sampled at
+    ``points`` + 1 times: its start, or the end of a warm-up."""
+    return max(float(schedule(epochs * i / points)) for i in range(points + 1))
+
+
 def snapshot(net) -> dict:
     """Copies of every layer's learnable parameter values, {layer: [arrays]}."""
     return {name: [to_numpy(p.value).copy() for p in _learnable(layer)]
@@ -136,6 +145,7 @@ class Monitor:
         self._before = None
         self._said: set = set()
         self._trainer = None
+        self._batches, self._peak_lr, self._opened = 1, 0.0, False
 
     # -- wiring --------------------------------------------------------------------------------
     def attach(self, trainer) -> Monitor:
@@ -146,8 +156,12 @@ class Monitor:
         return self
 
     def on_fit_begin(self, trainer, info=None) -> None:
-        """Trainer hook before the first batch (see :meth:`attach`)."""
+        """Trainer hook before the first batch (see :meth:`attach`); a resumed trainer starts at
+        step epoch·B."""
         self._start(trainer)
+        self.step = trainer.epoch * self._batches
+        self._peak_lr = peak_lr(trainer.lr_schedule, trainer.epochs)
+        self._open()
 
     def _start(self, trainer) -> None:
         if self._trainer is trainer:
@@ -155,13 +169,18 @@ class Monitor:
         self._trainer = trainer
         self.out_dir = self.out_dir or trainer.out_dir
         self.log = self.log or trainer.log
-        batches = math.ceil(len(trainer.train_data[0]) / trainer.batch_size)
-        self.every = self.every or max(1, batches // self.per_epoch)
+        self._batches = math.ceil(len(trainer.train_data[0]) / trainer.batch_size)
+        self.every = self.every or max(1, self._batches // self.per_epoch)
+        self.step = trainer.epoch * self._batches
+        self._peak_lr = peak_lr(trainer.lr_schedule, trainer.epochs)
         self.probe = Probe(trainer.net, on_failure=self._failure).install()
-        self.probe.where = f"epoch {trainer.epoch + 1}"
-        if self.path is not None and trainer.epoch == 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("", encoding="utf-8")
+        self.probe.where = self._where
+
+    def _where(self) -> str:
+        """'epoch E, batch b' of the batch in progress ('epoch E, validation' after the last)."""
+        epoch = self._trainer.epoch
+        b = self.step - epoch * self._batches
+        return f"epoch {epoch + 1}, " + (f"batch {b + 1}" if b < self._batches else "validation")
 
     def detach(self) -> None:
         """Stop checking the network (restores its own forward and backward)."""
@@ -176,9 +195,11 @@ class Monitor:
     def on_batch_end(self, trainer, info) -> None:
         start = time.perf_counter()
         self._start(trainer)
-        step, k = self.step, self.every
-        self.step += 1
-        self.probe.where = f"epoch {info['epoch'] + 1}"
+        step, k = trainer.epoch * self._batches + info["batch"], self.every
+        self.step = step
+        if info["batch"] == self._batches - 1:  # before the epoch's checkpoint can save it
+            self.probe.check_params()
+        self.step = step + 1
         if step % k == k - 1:
             self._record(trainer, info, step)
         self._before = snapshot(trainer.net) if (step + 1) % k == k - 1 else None
@@ -189,15 +210,13 @@ class Monitor:
         return self._seconds + (self.probe.seconds if self.probe is not None else 0.0)
 
     def _record(self, trainer, info, step) -> None:
-        batches = math.ceil(len(trainer.train_data[0]) / trainer.batch_size)
         head = {"step": step, "epoch": info["epoch"] + 1, "batch": info["batch"] + 1,
-                "t": info["epoch"] + (info["batch"] + 1) / batches,
+                "t": info["epoch"] + (info["batch"] + 1) / self._batches,
                 "lr": trainer.optimizer.lr, "loss": info["loss"]}
         rows = layer_rows(trainer.net, self.probe.values, self.probe.grads, self._before,
                           bins=self.bins, rng=self.rng)
-        start_lr = trainer.lr_schedule(0)
         found = warnings_for(rows, self.thresholds,
-                             trainer.optimizer.lr / start_lr if start_lr else 1.0)
+                             trainer.optimizer.lr / self._peak_lr if self._peak_lr > 0 else 1.0)
         for row in rows:
             row["warnings"] = [w["message"] for w in found if w["layer"] == row["layer"]]
         self._write([{**head, **row} for row in rows])
@@ -221,9 +240,22 @@ class Monitor:
         if checkpoint and checkpoint.exists():
             self.log(f"the last good checkpoint is {checkpoint}")
 
+    def _open(self) -> None:
+        """Once: create ``monitor.jsonl``, empty when the run starts at epoch 0 (a resumed run
+        appends). Not on :meth:`attach`, which may come before :meth:`Trainer.resume`."""
+        if self._opened or self.path is None:
+            return
+        self._opened = True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._trainer is None or self._trainer.epoch == 0:
+            self.path.write_text("", encoding="utf-8")
+
     def _write(self, rows) -> None:
+        """Append ``rows`` to the records and to ``monitor.jsonl``, which the first write of a run
+        that starts at epoch 0 empties first (a resumed run appends)."""
         self.records += rows
         if self.path is not None:
+            self._open()
             with self.path.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in rows)
 

@@ -96,11 +96,17 @@ def histogram(a, bins: int = 20) -> dict:
 
 def all_finite(a) -> bool:
     """True when no entry is NaN or ±Inf. Cheap first: the sum of a finite array is finite unless
-    it overflows, and only then is every entry tested."""
+    it overflows, and only then is every entry tested. Narrower floats are summed in float64, where
+    no sum of finite float32 values overflows; a float64 sum may, which is expected, not a warning."""
     a = to_numpy(a)
     if a.dtype.kind not in "fc":
         return True
-    return math.isfinite(float(np.sum(a))) or bool(np.isfinite(a).all())
+    if a.dtype.itemsize < 8 and a.dtype.kind == "f":
+        total = float(np.sum(a, dtype=np.float64))
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(np.sum(a))
+    return math.isfinite(total) or bool(np.isfinite(a).all())
 
 
 def flat_params(params) -> np.ndarray:

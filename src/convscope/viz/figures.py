@@ -133,17 +133,20 @@ def middle_slice(a):
 
 
 def filters(w, title="first layer's filters") -> plt.Figure:
-    """Filters w[h, w, d, k] (2D convolution) as K tiles: RGB when D = 3, else the mean over d."""
+    """Filters w[h, w, d, k] (2D convolution) as K tiles: RGB when D = 3, else the mean over d; the
+    filters w[t, h, w, d, k] of a 3D convolution by their middle slice t = T'/2."""
     w = np.asarray(w)
     k = w.shape[-1]
     fig, axes = _grid(k, min(k, 8), size=1.2)
     for i, ax in enumerate(axes[:k]):
         f = w[..., i]
-        image = _tile(f) if f.ndim == 3 and f.shape[-1] == 3 else _tile(middle_slice(f.mean(axis=-1)))
+        f = f[f.shape[0] // 2] if f.ndim == 4 else f  # T'×H'×W'×D: its middle slice t = T'/2
+        image = _tile(f) if f.shape[-1] == 3 else _tile(f.mean(axis=-1))
         ax.imshow(image, cmap=None if image.ndim == 3 else "gray", interpolation="nearest")
         ax.set_title(str(i), fontsize=7)
         ax.axis("off")
-    fig.suptitle(f"{title}: {'×'.join(map(str, w.shape))} (H'×W'×D×K)")
+    axes_names = "T'×H'×W'×D×K" if w.ndim == 5 else "H'×W'×D×K"
+    fig.suptitle(f"{title}: {'×'.join(map(str, w.shape))} ({axes_names})")
     return fig
 
 

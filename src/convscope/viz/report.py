@@ -119,10 +119,10 @@ def load_model(run_dir, samples) -> Model | None:
 
 
 def first_filters(net):
-    """The filter bank of the first 2D convolution, or None."""
+    """The filter bank of the first convolution, H'×W'×D×K (2D) or T'×H'×W'×D×K (3D), or None."""
     for layer in net.layers.values():
         w = layer.value("w")
-        if type(layer).__name__ == "Conv" and w is not None and w.ndim == 4:
+        if type(layer).__name__ == "Conv" and w is not None and w.ndim in (4, 5):
             return w
     return None
 
@@ -155,7 +155,7 @@ def sections(run_dir, doctor, samples) -> list[Section]:
         figure_section("grad-histograms", "gradient histograms",
                        lambda: figures.histograms(records, "grad"), no_records),
         figure_section("filters", "first layer's filters", lambda: figures.filters(w),
-                       no_model or (None if w is not None else "the network has no 2D "
+                       no_model or (None if w is not None else "the network has no "
                                                                "convolution")),
         figure_section("feature-maps", "feature maps of one input through every layer",
                        lambda: figures.feature_maps(
