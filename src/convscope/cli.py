@@ -31,9 +31,15 @@ def _train(args) -> None:
     config = override(config, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       out=args.out, name=args.name, data_dir=args.data_dir, device=args.device,
                       cuda_graph=args.cuda_graph)
-    result = train(config, resume=args.resume, callbacks=[Monitor()])
     from convscope.viz.cli import after_train
 
+    try:
+        result = train(config, resume=args.resume, callbacks=[Monitor()])
+    except FloatingPointError:  # the run that most needs the diagnosis ("η too high") gets one
+        run_dir = Path(config["out"]) / config["name"]
+        if (run_dir / "run.json").exists():
+            after_train(args, run_dir)
+        raise
     after_train(args, result["run_dir"])
 
 

@@ -1,6 +1,7 @@
 """The convscope command: a short real run end to end, and errors as one line."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -149,6 +150,21 @@ def test_errors_are_one_line_without_traceback(args, message, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_diverging_run_stops_in_one_line_and_still_writes_its_report(tmp_path, capsys):
+    """The run that most needs the diagnosis used to end without report.html; and the overflow
+    in the batch split's worker printed NumPy's RuntimeWarnings past the trainer's errstate."""
+    boom = {**TINY, "name": "boom", "data": {"name": "mnist_subset", "limit": 500},
+            "optimizer": {"type": "momentum", "lr": 100.0}, "epochs": 2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["train", _config(tmp_path, boom), "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert re.search(r"error: epoch 1, batch \d+: layer '\w+' produced NaN or Inf", captured.err)
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert (tmp_path / "boom" / "report.html").exists()
+    assert "report: " in captured.out
 
 
 def test_a_typo_in_the_config_names_the_key(tmp_path, capsys):

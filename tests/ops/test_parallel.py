@@ -1,5 +1,7 @@
 """The NumPy kernels split a batch into parts run on threads: results equal the one-part ones."""
 
+import warnings
+
 import numpy as np
 import pytest
 from torch_oracle import relative_error
@@ -164,3 +166,20 @@ def test_products_split_between_threads_equal_one_product(monkeypatch, parts, a_
         assert result.dtype == expected.dtype
         np.testing.assert_allclose(result, expected, rtol=1e-6 if expected.dtype == np.float32 else 1e-13)
     assert calls == [max(a_shape[0], b_shape[1])] * 3
+
+
+def _overflows_outside_the_first_part(part):
+    big = np.full(4, 3e38, np.float32)
+    return np.multiply(big, 10 if part.start else 1)
+
+
+def test_worker_parts_keep_the_callers_numpy_error_state(monkeypatch):
+    """np.errstate is a context variable: without the caller's context a worker's overflow warned
+    while the trainer had overflow warnings off (raw RuntimeWarnings from numpy_kernels)."""
+    monkeypatch.setattr(parallel, "thread_count", lambda: 2)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        parallel.over_batch(_overflows_outside_the_first_part, 64)
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parts = parallel.over_batch(_overflows_outside_the_first_part, 64)
+    assert np.isinf(parts[1]).all() and np.isfinite(parts[0]).all()

@@ -19,6 +19,8 @@ OMP_NUM_THREADS, MKL_NUM_THREADS) is respected.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import os
 import queue
 import threading
@@ -109,13 +111,16 @@ def batch_parts(n: int) -> list[slice]:
 
 def over_batch(fn, n: int) -> list:
     """[fn(part) for part in batch_parts(n)], the parts run concurrently: the first on the calling
-    thread, the others on workers. Inside a part (a kernel calling another) the parts run in turn."""
+    thread, the others on workers, each in a copy of the caller's context (NumPy's error state
+    included: a worker's overflow warns, raises or stays silent as the caller's would). Inside a
+    part (a kernel calling another) the parts run in turn."""
     parts = batch_parts(n)
     if len(parts) == 1 or getattr(_local, "in_part", False):
         return [fn(part) for part in parts]
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     for index, (worker, part) in enumerate(zip(_workers(len(parts) - 1), parts[1:]), start=1):
-        worker.inbox.put((fn, part, index, outbox))
+        in_callers_context = contextvars.copy_context().run  # e.g. np.errstate, a context variable
+        worker.inbox.put((functools.partial(in_callers_context, fn), part, index, outbox))
     results, failure = [None] * len(parts), None
     try:
         _local.in_part = True
