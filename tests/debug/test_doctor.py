@@ -8,7 +8,17 @@ import pytest
 from convscope.debug import DoctorReport, layer_gradcheck, network_gradcheck, run_doctor
 from convscope.debug.diagnosis import diagnose
 from convscope.debug.doctor import Check, Job, check_gradients, check_overfit
-from convscope.nn import Conv, FullyConnected, Pool, ReLU, Sequential, Sigmoid, SoftmaxLogLoss
+from convscope.nn import (
+    BatchNorm,
+    Conv,
+    Dropout,
+    FullyConnected,
+    Pool,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    SoftmaxLogLoss,
+)
 
 
 def _net_with(layer, seed=0):
@@ -39,6 +49,36 @@ def test_the_gradient_check_passes_a_right_network_and_fails_a_wrong_layer(rng):
     per_layer = layer_gradcheck(net, _feed(rng))
     assert max(per_layer, key=per_layer.get) == "sigmoid1" and per_layer["sigmoid1"] > 1e-2
     assert all(e < 1e-6 for name, e in per_layer.items() if name != "sigmoid1")
+
+
+def _batch_norm_with_test_mode_backward():
+    """A BatchNorm whose backward treats the batch's moments as constants (the test-mode
+    derivative γ/√(σ² + ε)·dE/dy): right for a test-mode pass, wrong for the training one."""
+    from convscope import ops
+
+    layer = BatchNorm()
+
+    def backward(xs, aux, dy):
+        moments = aux if aux is not None else layer._moments()
+        dx, dg, db = ops.batch_norm_backward(xs[0], layer.value("gamma"), layer.value("beta"), dy,
+                                             moments=moments)
+        layer.set_grads(gamma=dg, beta=db)
+        return [dx]
+
+    layer.backward = backward
+    return layer
+
+
+def test_the_gradient_check_in_training_mode_checks_batch_norm_and_dropout(rng):
+    for net in (_net_with(BatchNorm()), _net_with(Dropout(0.5))):
+        assert max(network_gradcheck(net, _feed(rng), train=True).values()) < 1e-6
+    net = _net_with(_batch_norm_with_test_mode_backward())
+    assert max(network_gradcheck(net, _feed(rng)).values()) < 1e-6  # test mode: moments fixed
+    assert network_gradcheck(net, _feed(rng), train=True)["input"] > 1e-2
+    x = rng.standard_normal((16, 8, 8, 2)).astype(np.float32)
+    job = Job("test", net, x, rng.integers(0, 4, 16), None, None, {"type": "sgd", "lr": 0.1}, 8, rng)
+    check = check_gradients(job)  # the doctor checks what SGD runs: the training-mode backward
+    assert not check.passed and "worst layer 'bn1'" in check.measured
 
 
 def test_the_doctor_names_the_layer_with_the_wrong_backward(rng):

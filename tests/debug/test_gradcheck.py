@@ -85,3 +85,28 @@ def test_kernels_never_hand_out_their_reused_buffers():
     ops.pool(x2, kernel=2, pad=1)
     assert np.array_equal(y1, kept) and np.array_equal(dx1, kept_dx) and np.array_equal(dw1, kept_dw)
     assert np.array_equal(p1, kept_p)
+
+
+def _centred(x, b):
+    """y = (x + b) − mean(x + b): b shifts every value alike and the centring takes it out again,
+    so dE/db = 0 exactly (as for a convolution's bias before batch norm)."""
+    s = x + b
+    return s - s.mean()
+
+
+def _centred_backward(x, b, dy, *, b_error=0.0):
+    dx = dy - dy.mean()
+    return dx, np.full_like(b, b_error)
+
+
+@pytest.mark.parametrize("directions", [None, 3])
+def test_a_true_zero_derivative_passes_and_a_small_wrong_one_does_not(directions):
+    """Central differences of a zero derivative are rounding noise, ~1e-10 here: relative to
+    itself that used to read as an error of 1 (the doctor failed every conv + batch-norm net)."""
+    rng = np.random.default_rng(4)
+    x, b = rng.standard_normal((6, 50)), rng.standard_normal(1)
+    errors = gradcheck(_centred, _centred_backward, [x, b], directions=directions)
+    assert errors[0] < 1e-8 and errors[1] == 0.0
+    wrong = gradcheck(_centred, lambda x, b, dy: _centred_backward(x, b, dy, b_error=1e-5),
+                      [x, b], directions=directions)
+    assert wrong[1] > 0.99  # a derivative of 1e-5 where the truth is 0 is still caught

@@ -241,16 +241,18 @@ def check_overfit(job: Job, n=20, steps=150, target=0.05) -> Check:
 
 
 def check_gradients(job: Job, n=2, directions=4, tolerance=1e-4) -> Check:
-    """4: the whole network's backward in float64 agrees with central differences; on failure
-    each layer is checked alone and the worst one is named."""
+    """4: the whole network's backward in float64, in training mode (the backward SGD runs:
+    batch norm on the batch's moments, dropout with fixed masks), agrees with central
+    differences; on failure each layer is checked alone and the worst one is named."""
     x, y = job.subset(n)
     batch = feed(job.net, x, y, job.transform, job.target_transform)
-    errors = network_gradcheck(job.net, batch, directions=directions)
+    errors = network_gradcheck(job.net, batch, directions=directions, train=True)
     name, error = worst(errors)
     passed = error < tolerance
     measured = f"max relative error {error:.1e} ({name}), {len(errors)} inputs"
     if not passed:
-        layer, layer_error = worst(layer_gradcheck(job.net, batch, directions=directions))
+        layer, layer_error = worst(layer_gradcheck(job.net, batch, directions=directions,
+                                                   train=True))
         measured += f"; worst layer {layer!r} ({layer_error:.1e})"
     return Check("gradient check (float64)", passed, measured, f"< {tolerance:g}",
                  "a backward does not match its forward: the layer named is the first suspect; "

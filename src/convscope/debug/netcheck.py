@@ -41,9 +41,11 @@ def _bind(params, arrays) -> None:
         p.value = a
 
 
-def network_gradcheck(net, feed, *, directions=4, seed=0) -> dict[str, float]:
+def network_gradcheck(net, feed, *, directions=4, seed=0, train=False) -> dict[str, float]:
     """{'input' or 'layer.param': max relative error} of the whole network's backward on the
-    mini-batch ``feed``, its input :func:`jitter` ed (test mode, float64 copy of ``net``)."""
+    mini-batch ``feed``, its input :func:`jitter` ed (float64 copy of ``net``). In test mode, or
+    with ``train=True`` in training mode, as SGD runs it: batch norm on the batch's moments,
+    dropout masks drawn from a generator seeded anew for every pass (the same masks each time)."""
     net = float64_copy(net)
     names = list(net.params(learnable_only=True))
     params = list(net.params(learnable_only=True).values())
@@ -52,7 +54,7 @@ def network_gradcheck(net, feed, *, directions=4, seed=0) -> dict[str, float]:
 
     def forward(x, *values):
         _bind(params, values)
-        return net.forward({data: x, **rest})[objective]
+        return net.forward({data: x, **rest}, train=train, rng=np.random.default_rng(seed))[objective]
 
     def backward(x, *values_and_dy):
         *values, dy = values_and_dy
@@ -77,35 +79,37 @@ def jitter(x, rng, scale=1e-3):
     return x + scale * (float(np.nanstd(x)) or 1.0) * rng.standard_normal(x.shape)
 
 
-def layer_gradcheck(net, feed, *, directions=4, seed=0) -> dict[str, float]:
+def layer_gradcheck(net, feed, *, directions=4, seed=0, train=False) -> dict[str, float]:
     """{layer: max relative error over its inputs and parameters}, every layer checked on the
-    inputs the network gives it for ``feed``, :func:`jitter` ed (test mode, float64 copy of
-    ``net``)."""
+    inputs the network gives it for ``feed``, :func:`jitter` ed (float64 copy of ``net``; test
+    or training mode as in :func:`network_gradcheck`)."""
     net = float64_copy(net)
-    values = net.forward(feed)
+    values = net.forward(feed, train=train, rng=np.random.default_rng(seed))
     rng = np.random.default_rng(seed)
     out = {}
     for name in net.order():
         node = net.nodes[name]
         xs = [jitter(values[v], rng) for v in node.inputs]
-        errors = _check_layer(node.layer, xs, directions, seed)
+        errors = _check_layer(node.layer, xs, directions, seed, train)
         if errors:
             out[name] = max(errors.values())
     return out
 
 
-def _check_layer(layer, xs, directions, seed) -> dict:
+def _check_layer(layer, xs, directions, seed, train) -> dict:
     params = [p for p in layer.params.values() if p.learnable]
     n = len(xs)
 
-    def forward(*arrays):
+    def run(arrays):
         _bind(params, arrays[n:])
-        return layer.forward(list(arrays[:n]), train=False, rng=None)[0]
+        return layer.forward(list(arrays[:n]), train=train, rng=np.random.default_rng(seed))
+
+    def forward(*arrays):
+        return run(arrays)[0]
 
     def backward(*arrays_and_dy):
         *arrays, dy = arrays_and_dy
-        _bind(params, arrays[n:])
-        _, aux = layer.forward(list(arrays[:n]), train=False, rng=None)
+        _, aux = run(arrays)
         dxs = layer.backward(list(arrays[:n]), aux, dy)
         return [*dxs, *(p.grad for p in params)]
 
