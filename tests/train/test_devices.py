@@ -79,6 +79,17 @@ def test_devices_are_checked_with_clear_errors():
         CudaGraphStep(zoo.lenet5().to("cpu"), Nesterov())
 
 
+def test_a_cuda_graph_refuses_adam_whose_step_count_it_would_freeze():
+    """Adam's bias corrections 1 − βᵗ are numbers of the host: a captured step replayed t = 4's
+    forever (about a fifth of the intended step size once the corrections reach 1)."""
+    with pytest.raises(ConfigError, match="cuda_graph cannot capture 'adam'"):
+        validate({**DEFAULTS, "device": "cuda", "cuda_graph": True,
+                  "optimizer": {"type": "adam", "lr": 0.001}})
+    with pytest.raises(ConfigError, match="Adam's update changes with the step count"):
+        CudaGraphStep(zoo.lenet5(), Adam())
+    validate({**DEFAULTS, "device": "cuda", "cuda_graph": True})  # momentum: capturable
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
 def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer):
     """The torch update groups parameters by learning-rate factor and applies each weight-decay

@@ -26,6 +26,7 @@ class Optimizer(abc.ABC):
     """Base class: applies weight decay and the per-parameter factors, then :meth:`update`."""
 
     slots: tuple[str, ...] = ()
+    steps_differ = False  # whether the update changes with the step count t (a CUDA graph cannot)
 
     def __init__(self, lr=0.01, *, weight_decay=0.0):
         if lr < 0 or weight_decay < 0:
@@ -209,6 +210,7 @@ class Adam(Optimizer):
     """
 
     slots = ("m", "s")
+    steps_differ = True  # the bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
         super().__init__(lr, weight_decay=weight_decay)

@@ -29,13 +29,19 @@ class CudaGraphStep:
     call copies the batch into the graph's static input tensors and replays. The graph bakes in the
     optimiser's hyper-parameters (η, α), so a schedule that changes them triggers a new capture.
     Batches must keep one shape (drop or run eagerly a last partial batch). Layers that draw on the
-    host during the step (dropout masks come from a NumPy generator) cannot be captured.
+    host during the step (dropout masks come from a NumPy generator) cannot be captured, nor an
+    optimiser whose update changes with the step count (Adam's bias corrections 1 − βᵗ: a graph
+    would replay the captured step's t forever).
     Returns the forward's values: static tensors, overwritten by the next call.
     """
 
     def __init__(self, net, optimizer, *, warmup=3):
         import torch
 
+        if optimizer.steps_differ:
+            raise ConfigError(f"cuda_graph: {type(optimizer).__name__}'s update changes with the "
+                              f"step count, which a captured graph would freeze; use momentum, "
+                              f"nesterov, sgd, rmsprop or adagrad, or train without --cuda-graph")
         if not str(net.device).startswith("cuda"):
             raise ConfigError(f"cuda_graph: the network is on {net.device!r}; move it with "
                               f"net.to('cuda') first")
