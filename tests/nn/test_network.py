@@ -291,3 +291,65 @@ def test_a_failed_add_also_takes_back_the_layers_it_let_build():
         net.order()
     net.add("fc", FullyConnected(2), "input")
     assert net.order() == ["fc", "relu", "objective"]
+
+
+def _summary_columns(net):
+    from convscope.nn.summary import summary_rows
+    return {r["layer"]: (r["output"], r["params"], r["rf"], r["stride"], r["madds"])
+            for r in summary_rows(net)}
+
+
+def test_summary_a_fully_connected_layer_after_flatten_sees_the_whole_map():
+    """tiny_vgg's fc1 reads pool2's 13×13 map through Flatten: r = 16 + (13 − 1)·4 = 64."""
+    from convscope import zoo
+    rows = _summary_columns(zoo.tiny_vgg())
+    assert rows["pool2"][2:4] == ("16×16", "4×4")
+    assert rows["flatten1"][:4] == ("1690", 0, "16×16", "4×4")
+    assert rows["fc1"] == ("10", 16_910, "64×64", "4×4", 16_900)
+
+
+def test_summary_columns_of_a_dag_with_upsampling_concat_and_add_by_hand():
+    from convscope.nn import Add, BatchNorm, Concat, ConvTranspose, Flatten
+    net = Network({"input": (16, 16, 3), "label": ()})
+    net.add("a", Conv(8, 3, pad=1), "input")
+    net.add("b", Conv(8, 5, pad=2, stride=2), "input")           # 1 + ⌊(16 − 5 + 4)/2⌋ = 8
+    net.add("up", ConvTranspose(8, 2, stride=2), "b")            # (8 − 1)·2 + 2 = 16
+    net.add("cat", Concat(), ["a", "up"])
+    net.add("c", Conv(8, 1), "cat")
+    net.add("sum", Add(), ["c", "a"])
+    net.add("pool", Pool(2), "sum")
+    net.add("bn", BatchNorm(), "pool")
+    net.add("flat", Flatten(), "bn")
+    net.add("fc", FullyConnected(4), "flat")
+    net.add("fc2", FullyConnected(3), "fc")
+    net.add("objective", SoftmaxLogLoss(), ["fc2", "label"])
+    rows = _summary_columns(net)
+    assert rows["a"] == ("16×16×8", 3 * 3 * 3 * 8 + 8, "3×3", "1×1", 16 * 16 * 8 * 27)
+    assert rows["b"] == ("8×8×8", 5 * 5 * 3 * 8 + 8, "5×5", "2×2", 8 * 8 * 8 * 75)
+    # each upsampled pixel reads ⌈2/2⌉ = 1 pixel of b: r stays 5, the stride halves back to 1
+    assert rows["up"] == ("16×16×8", 2 * 2 * 8 * 8 + 8, "5×5", "1×1", 8 * 8 * 2 * 2 * 8 * 8)
+    assert rows["cat"] == ("16×16×16", 0, "5×5", "1×1", 0)       # joins take the largest
+    assert rows["c"] == ("16×16×8", 16 * 8 + 8, "5×5", "1×1", 16 * 16 * 16 * 8)
+    assert rows["sum"][2:4] == ("5×5", "1×1")
+    assert rows["pool"] == ("8×8×8", 0, "6×6", "2×2", 0)
+    assert rows["bn"][1] == 16                                   # γ, β; not the running moments
+    assert rows["fc"] == ("4", 512 * 4 + 4, "20×20", "2×2", 512 * 4)   # 6 + (8 − 1)·2
+    assert rows["fc2"] == ("3", 4 * 3 + 3, "20×20", "2×2", 12)
+    assert net.summary().splitlines()[-1].split()[1:] == [f"{3315:,}", f"{144_908:,}"]
+
+
+def test_summary_strides_finer_than_an_input_pixel_are_fractions():
+    from convscope.nn import ConvTranspose
+    rows = _summary_columns(Sequential((4, 4, 1), [ConvTranspose(2, 4, stride=2), Conv(2, 2)]))
+    assert rows["deconv1"][2:] == ("2×2", "1/2×1/2", 4 * 4 * 4 * 4 * 2)   # ⌈4/2⌉ inputs each
+    assert rows["conv1"][2:4] == ("3×3", "1/2×1/2")             # 2 + 1·½, up to whole pixels
+
+
+def test_summary_of_the_3d_net_by_hand():
+    from convscope import zoo
+    rows = _summary_columns(zoo.convnet3d())
+    assert rows["conv1"] == ("28×28×28×16", 448, "3×3×3", "1×1×1", 28 ** 3 * 16 * 27)
+    assert rows["pool1"][2:4] == ("4×4×4", "2×2×2")
+    assert rows["conv2"] == ("14×14×14×32", 13_856, "8×8×8", "2×2×2", 14 ** 3 * 32 * 432)
+    assert rows["pool2"][2:4] == ("10×10×10", "4×4×4")
+    assert rows["fc1"][:3] == ("1×1×1×64", 702_528, "34×34×34")  # 10 + (7 − 1)·4

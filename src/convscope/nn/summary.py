@@ -3,36 +3,74 @@ stride in input pixels, and the multiply-adds per sample; totals at the bottom.
 
 Receptive field r and stride (jump) s of a variable, per spatial axis, from the input's r = s = 1:
 a layer with kernel H' and stride S gives r' = r + (H' − 1)·s and s' = s·S; pixelwise layers keep
-(r, s); joins take the largest. (A deconvolution's upsampling is not tracked.)
+(r, s); joins take the largest. A fully connected layer sees its whole input, also after a
+``Flatten`` (its kernel is the extent of the map that was flattened). A deconvolution with kernel
+H' and stride S (its upsampling) gives s' = s/S and r' = r + (⌈H'/S⌉ − 1)·s: each of its outputs
+reads at most ⌈H'/S⌉ neighbouring inputs; a stride below one input pixel shows as a fraction
+(``1/2``) and a receptive field is rounded up to whole pixels.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
-from convscope.nn.layers import shape_str
+from convscope.nn.layers import ConvTranspose, FullyConnected, _tuple, shape_str
+
+
+def _kernel_and_stride(layer, in_shape, extent):
+    """(kernel, stride) of ``layer`` in its input's pixels, or None for a pixelwise layer."""
+    dims = len(extent)
+    if isinstance(layer, FullyConnected) and len(in_shape) == 1:
+        return tuple(extent), (1,) * dims        # every output sees all of the flattened map
+    return layer.geometry(in_shape)
 
 
 def _geometry(net):
-    """{variable: (receptive field, stride)} as per-axis tuples (None for flat variables)."""
-    geo = {}
+    """{variable: (receptive field, stride)} as per-axis tuples (None for variables with no
+    spatial ancestry: labels, losses, flat inputs)."""
+    geo, extents = {}, {}
     for name, shape in net.inputs.items():
-        geo[name] = ((1,) * (len(shape) - 1), (1,) * (len(shape) - 1)) if len(shape) > 1 else None
+        dims = len(shape) - 1
+        geo[name] = ((1,) * dims, (1,) * dims) if dims > 0 else None
+        extents[name] = tuple(shape[:-1])
     for name in net.order():
         node = net.nodes[name]
-        known = [geo[v] for v in node.inputs if geo.get(v)]
+        known = [v for v in node.inputs if geo.get(v)]
         if not known or node.layer.loss:
             geo[node.output] = None
             continue
-        rf = tuple(max(g[0][a] for g in known) for a in range(len(known[0][0])))
-        jump = tuple(max(g[1][a] for g in known) for a in range(len(known[0][1])))
-        g = node.layer.geometry(net.shapes[node.inputs[0]])
-        if g is not None:
-            kernel, stride = g
-            rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, kernel, jump, strict=True))
-            jump = tuple(j * s for j, s in zip(jump, stride, strict=True))
+        dims = len(geo[known[0]][0])
+        rf = tuple(max(geo[v][0][a] for v in known) for a in range(dims))
+        jump = tuple(max(geo[v][1][a] for v in known) for a in range(dims))
+        extent = tuple(max(extents[v][a] for v in known) for a in range(dims))
+        layer, in_shape = node.layer, net.shapes[node.inputs[0]]
+        if isinstance(layer, ConvTranspose):
+            dil, size = _tuple(layer.dilate, dims), _tuple(layer.size, dims)
+            up = _tuple(layer.stride, dims)
+            reads = tuple(-(-(d * (k - 1) + 1) // s) for d, k, s in zip(dil, size, up, strict=True))
+            rf = tuple(r + (n - 1) * j for r, n, j in zip(rf, reads, jump, strict=True))
+            jump = tuple(Fraction(j) / s for j, s in zip(jump, up, strict=True))
+        else:
+            g = _kernel_and_stride(layer, in_shape, extent)
+            if g is not None:
+                kernel, stride = g
+                rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, kernel, jump, strict=True))
+                jump = tuple(j * s for j, s in zip(jump, stride, strict=True))
+        out = net.shapes[node.output]
+        if len(out) == dims + 1:
+            extents[node.output] = tuple(out[:-1])
+        elif isinstance(layer, FullyConnected):
+            extents[node.output] = (1,) * dims   # a flat fully connected output: one position
+        else:
+            extents[node.output] = extent        # Flatten, or a pixelwise layer on a flat map
         geo[node.output] = (rf, jump)
     return geo
+
+
+def _axes(values, whole=False):
+    """'5×5'; a fractional value as '1/2', or rounded up to whole pixels."""
+    return "×".join(str(math.ceil(v) if whole else Fraction(v)) for v in values)
 
 
 def summary_rows(net) -> list[dict]:
@@ -49,8 +87,8 @@ def summary_rows(net) -> list[dict]:
             "type": type(node.layer).__name__,
             "output": shape_str(out),
             "params": sum(math.prod(p.value.shape) for p in node.layer.params.values() if p.trainable),
-            "rf": "×".join(map(str, g[0])) if g else "",
-            "stride": "×".join(map(str, g[1])) if g else "",
+            "rf": _axes(g[0], whole=True) if g else "",
+            "stride": _axes(g[1]) if g else "",
             "madds": node.layer.madds(in_shapes, out),
         })
     return rows
