@@ -67,6 +67,24 @@ def test_adam_first_step_is_lr_times_sign():
     np.testing.assert_allclose(p.value, [0.99, 1.01], rtol=1e-6)
 
 
+def test_adam_counts_steps_per_parameter_so_a_layer_unfrozen_late_starts_at_one():
+    """With one global t, the first update of a layer unfrozen after 50 steps was
+    η·(0.1 g/(1 − 0.9⁵¹))/√(0.001 g²/(1 − 0.999⁵¹)) ≈ 0.71 η instead of Adam's η (and 3.2 η from
+    t = 1000 on); PyTorch counts steps per parameter."""
+    opt = make_optimizer("adam", lr=0.01)
+    early = _param([1.0], [0.5])
+    late = _param([1.0], [0.5], frozen=True)
+    for _ in range(50):
+        opt.step({"early": early, "late": late})
+    late.frozen = False
+    opt.step({"early": early, "late": late})
+    np.testing.assert_allclose(late.value, [0.99], rtol=1e-6)
+    assert opt.steps == {"early": 51, "late": 1} and opt.t == 51
+    again = make_optimizer("adam", lr=0.01)
+    again.load_state_arrays(opt.state_arrays(), opt.hyper())  # a checkpoint keeps the counts
+    assert again.steps == opt.steps
+
+
 @pytest.mark.parametrize("kind", ["sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"])
 def test_every_optimiser_minimises_a_quadratic(kind):
     lr = {"sgd": 0.1, "adagrad": 0.5}.get(kind, 0.05)

@@ -35,6 +35,7 @@ class Optimizer(abc.ABC):
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.t = 0
+        self.steps: dict[str, int] = {}  # per parameter, where the update depends on t
         self.state: dict[str, dict[str, np.ndarray]] = {}
 
     def step(self, params) -> None:
@@ -46,10 +47,21 @@ class Optimizer(abc.ABC):
             self._foreach_step(learnable)
             return
         for name, p in learnable.items():
+            t = self._step_count(name)  # before _slots makes the parameter's first state
             grad = p.grad
             if self.weight_decay and p.decay_factor:
                 grad = grad + (self.weight_decay * p.decay_factor) * p.value
-            p.value += self.update(grad, self._slots(name, p), self.lr * p.lr_factor)
+            p.value += self.update(grad, self._slots(name, p), self.lr * p.lr_factor, t)
+
+    def _step_count(self, name) -> int:
+        """t for this update of parameter ``name``: for an optimiser whose update depends on it
+        (``steps_differ``), the parameter's own count (1 on its first update, as PyTorch counts
+        per parameter: a layer unfrozen late starts at 1), else the optimiser's t."""
+        if not self.steps_differ:
+            return self.t
+        done = self.steps.get(name, self.t - 1 if name in self.state else 0)  # older checkpoints
+        self.steps[name] = done + 1
+        return done + 1
 
     def _foreach_step(self, learnable) -> None:
         """The same update on PyTorch tensors, as a few multi-tensor (``torch._foreach_*``) kernels
@@ -91,8 +103,9 @@ class Optimizer(abc.ABC):
         return slots
 
     @abc.abstractmethod
-    def update(self, grad, slots, lr):
-        """The step Δω for one parameter given its gradient; updates ``slots`` in place."""
+    def update(self, grad, slots, lr, t):
+        """The step Δω for one parameter given its gradient and its step count t; updates
+        ``slots`` in place."""
 
     def penalty(self, params) -> float:
         """The regularisation term (λ/2) Σ c_λ ‖ω‖² of the objective, over the parameters SGD
@@ -104,8 +117,10 @@ class Optimizer(abc.ABC):
         return 0.5 * self.weight_decay * total
 
     def hyper(self) -> dict:
-        """JSON-able hyper-parameters, including the step count t."""
-        return {"lr": self.lr, "weight_decay": self.weight_decay, "t": self.t}
+        """JSON-able hyper-parameters, including the step count t (and each parameter's, where
+        the update depends on it)."""
+        counts = {"steps": dict(self.steps)} if self.steps_differ else {}
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "t": self.t, **counts}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """The state as flat ``{"param/slot": NumPy array}`` (for safetensors, on any device)."""
@@ -114,7 +129,7 @@ class Optimizer(abc.ABC):
 
     def load_state_arrays(self, arrays, hyper) -> None:
         """Restore what :meth:`state_arrays` and :meth:`hyper` returned."""
-        self.state = {}
+        self.state, self.steps = {}, {}
         for key, a in arrays.items():
             name, slot = key.rsplit("/", 1)
             self.state.setdefault(name, {})[slot] = np.array(a)
@@ -139,7 +154,7 @@ def _beside(a, b) -> bool:
 class SGD(Optimizer):
     """Vanilla SGD: ω ← ω − η ∇."""
 
-    def update(self, grad, slots, lr):
+    def update(self, grad, slots, lr, t):
         return -lr * grad
 
     def foreach_update(self, values, grads, slots, lr):
@@ -163,7 +178,7 @@ class Momentum(Optimizer):
     def hyper(self):
         return {**super().hyper(), "momentum": self.momentum}
 
-    def update(self, grad, slots, lr):
+    def update(self, grad, slots, lr, t):
         v = slots["v"]
         v *= self.momentum
         v -= lr * grad
@@ -191,8 +206,8 @@ class Nesterov(Momentum):
     (the gradient taken at ω + α v, rewritten in terms of the current ω as Sutskever et al. 2013).
     """
 
-    def update(self, grad, slots, lr):
-        v = super().update(grad, slots, lr)
+    def update(self, grad, slots, lr, t):
+        v = super().update(grad, slots, lr, t)
         return self.momentum * v - lr * grad
 
     def _apply(self, values, grads, v, lr):
@@ -206,7 +221,9 @@ class Nesterov(Momentum):
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015): m ← β₁ m + (1−β₁) ∇, s ← β₂ s + (1−β₂) ∇²,
 
-        ω ← ω − η · m̂ / (√ŝ + ε),   m̂ = m/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ).
+        ω ← ω − η · m̂ / (√ŝ + ε),   m̂ = m/(1−β₁ᵗ), ŝ = s/(1−β₂ᵗ),
+
+    t counting the parameter's own updates (a layer unfrozen late starts at t = 1).
     """
 
     slots = ("m", "s")
@@ -219,14 +236,14 @@ class Adam(Optimizer):
     def hyper(self):
         return {**super().hyper(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def update(self, grad, slots, lr):
+    def update(self, grad, slots, lr, t):
         m, s = slots["m"], slots["s"]
         m *= self.beta1
         m += (1 - self.beta1) * grad
         s *= self.beta2
         s += (1 - self.beta2) * grad * grad
-        m_hat = m / (1 - self.beta1 ** self.t)
-        s_hat = s / (1 - self.beta2 ** self.t)
+        m_hat = m / (1 - self.beta1 ** t)
+        s_hat = s / (1 - self.beta2 ** t)
         return -lr * m_hat / (array_namespace(s_hat).sqrt(s_hat) + self.eps)
 
 
@@ -242,7 +259,7 @@ class RMSProp(Optimizer):
     def hyper(self):
         return {**super().hyper(), "rho": self.rho, "eps": self.eps}
 
-    def update(self, grad, slots, lr):
+    def update(self, grad, slots, lr, t):
         s = slots["s"]
         s *= self.rho
         s += (1 - self.rho) * grad * grad
@@ -261,7 +278,7 @@ class AdaGrad(Optimizer):
     def hyper(self):
         return {**super().hyper(), "eps": self.eps}
 
-    def update(self, grad, slots, lr):
+    def update(self, grad, slots, lr, t):
         s = slots["s"]
         s += grad * grad
         return -lr * grad / (array_namespace(s).sqrt(s) + self.eps)
