@@ -142,7 +142,7 @@ def test_summary_of_a_zoo_model_and_of_a_run(run_dir, capsys):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["summary", "lenet6"], "'lenet6' is neither a zoo model"),
-    (["evaluate", "no/such/run"], "holds no trained model"),
+    (["evaluate", "no/such/run"], "no/such/run is not a run folder (no such folder)"),
     (["train", "no/such/config.yaml"], "cannot read config"),
     (["data", "fetch", "nosuch"], "unknown data set 'nosuch'"),
 ])
