@@ -214,7 +214,7 @@ def test_predict_on_gray_rgb_and_non_image_files(finished, tmp_path, capsys):
     assert main(["predict", str(finished), str(gray), str(rgb)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
     assert main(["predict", str(finished), str(gray), str(text)]) == 2
-    _one_line_error(capsys, f"cannot read image {text}")
+    _one_line_error(capsys, f"{text}: cannot read as an image")
 
 
 @pytest.mark.parametrize("model", list(zoo.MODELS))

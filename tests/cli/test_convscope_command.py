@@ -74,6 +74,18 @@ def test_predict_reads_png_files(run_dir, tmp_path, capsys):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
 
+def test_predict_scales_a_16_bit_png_as_its_8_bit_twin(run_dir, tmp_path, capsys):
+    """Pillow's convert("L") clipped 16-bit gray values at 255: a digit saved as 16 bits came
+    out nearly white everywhere and was classified as noise."""
+    eight = _digit_pngs(tmp_path, n=1)[0]
+    digit = np.asarray(Image.open(eight), dtype=np.uint16) * 257
+    sixteen = tmp_path / "digit16.png"
+    Image.fromarray(digit).save(sixteen)  # mode I;16
+    assert main(["predict", str(run_dir), eight, str(sixteen)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(":", 1)[1] == lines[1].split(":", 1)[1]
+
+
 @pytest.fixture
 def devices_used(monkeypatch):
     """The devices that networks are moved to (Network.to) during the test."""

@@ -38,7 +38,16 @@ def test_fetch_rejects_a_wrong_checksum(tmp_path, monkeypatch):
                         [("mnist/file.gz", src.as_uri(), "md5", _md5(b"payload"))])
     with pytest.raises(DataError, match=r"file.gz: downloaded from .* expected"):
         fetch("mnist", tmp_path / "data")
-    assert not list((tmp_path / "data" / "mnist").iterdir())  # nothing left behind
+    assert not (tmp_path / "data").exists()  # nothing left behind, not even empty folders
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    gone = (tmp_path / "nowhere" / "file.gz").as_uri()
+    monkeypatch.setitem(download.CANONICAL, "mnist", [("mnist/file.gz", gone, "md5", "0" * 32)])
+    with pytest.raises(DataError, match="download from .* failed"):
+        fetch("mnist", tmp_path / "data")
+    assert list((tmp_path / "data").iterdir()) == []  # the existing folder stays, mnist/ goes
 
 
 def test_fetch_extracts_cifar_binary(tmp_path, monkeypatch, cifar_test):

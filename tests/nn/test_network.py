@@ -353,3 +353,24 @@ def test_summary_of_the_3d_net_by_hand():
     assert rows["conv2"] == ("14×14×14×32", 13_856, "8×8×8", "2×2×2", 14 ** 3 * 32 * 432)
     assert rows["pool2"][2:4] == ("10×10×10", "4×4×4")
     assert rows["fc1"][:3] == ("1×1×1×64", 702_528, "34×34×34")  # 10 + (7 − 1)·4
+
+
+def test_summary_names_the_axes_of_volumes():
+    from convscope import zoo
+    from convscope.nn.summary import summary
+
+    assert "output T×H×W×D" in summary(zoo.convnet3d())
+    assert "output H×W×D" in summary(zoo.lenet5()) and "T×H×W×D" not in summary(zoo.lenet5())
+
+
+def test_files_written_atomically_are_readable_by_others(tmp_path):
+    """mkstemp makes 0600 files: a run's config.yaml and run.json were private, unlike its
+    report.html; they follow the umask as any new file does."""
+    import os
+
+    from convscope.nn.files import atomic_write
+
+    atomic_write(tmp_path / "run.json", b"{}")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "run.json").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -140,12 +140,12 @@ def test_the_keypoints_config_does_not_blow_up_in_its_first_batches(tmp_path):
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ({"optimizer": {"type": "adam", "lr": "fast"}}, "optimizer.lr must be a number, got 'fast'"),
+    ({"optimizer": {"type": "adam", "lr": "fast"}}, "optimizer.lr must be a finite number, got 'fast'"),
     ({"optimizer": {"type": "momentum", "lr": -0.1}}, "lr and weight_decay must be >= 0"),
-    ({"lr_schedule": {"type": "step", "step": "ten"}}, "lr_schedule.step must be a number"),
+    ({"lr_schedule": {"type": "step", "step": "ten"}}, "lr_schedule.step must be a finite number"),
     ({"lr_schedule": {"type": "step", "step": 0}}, "lr_schedule: .*step must be >= 1"),
     ({"lr_schedule": {"type": "linear"}}, "lr_schedule: .*'end'"),
-    ({"lr_schedule": [0.1, "x"]}, r"lr_schedule\[1\] must be a number"),
+    ({"lr_schedule": [0.1, "x"]}, r"lr_schedule\[1\] must be a finite number"),
     ({"momentum_schedule": {"type": "linear", "end": 0.99}, "optimizer": "adam"},
      "momentum_schedule needs an optimizer with momentum"),
     ({"early_stopping": {"patience": "5"}}, "early_stopping.patience must be a positive"),
@@ -216,3 +216,39 @@ def test_validation_holds_out_the_fraction_of_the_whole_set(labels, held):
     assert np.intersect1d(keep, val).size == 0
     again_keep, again_val = validation_split(labels, 0.1, seed=0)
     assert np.array_equal(val, again_val) and np.array_equal(keep, again_keep)
+
+
+def test_resume_may_change_device_place_and_epochs_but_not_what_is_trained(tmp_path):
+    """Checkpoints load on any device, and a run folder may move: resuming with --device cpu or
+    from another data directory used to be refused as 'a different config'."""
+    from convscope.train.config import dump
+    from convscope.train.run import _check_same_run
+
+    started = validate(DEFAULTS)
+    (tmp_path / "config.yaml").write_text(dump(started))
+    moved = override(started, epochs=30, device="cpu", out="elsewhere", name="moved",
+                     data_dir="/data")
+    _check_same_run(tmp_path, moved)
+    with pytest.raises(ConfigError, match="different config \\(optimizer differ"):
+        _check_same_run(tmp_path, override(started, lr=0.5))
+    with pytest.raises(ConfigError, match="data differ"):
+        _check_same_run(tmp_path, validate({**started, "data": {**started["data"], "limit": 10}}))
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "nan"])
+def test_a_learning_rate_that_is_not_finite_is_refused(value, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"optimizer: {{type: momentum, lr: {value}}}\n")
+    with pytest.raises(ConfigError, match="optimizer.lr must be a finite number"):
+        load_config(path)
+
+
+def test_a_config_that_is_not_yaml_or_not_text_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 3\noptimizer: {type: momentum\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml is not valid YAML \(line 3, column 1\)"):
+        load_config(bad)
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(binary)

@@ -20,8 +20,17 @@ from convscope.data.sources import CANONICAL, MANUAL
 from convscope.errors import ConfigError
 
 
+def _take_back(part: Path, new_folders) -> None:
+    """After a failed download: remove the partial file and the folders made for it (innermost
+    first), so that a failure leaves the data directory as it was."""
+    part.unlink(missing_ok=True)
+    for folder in new_folders:
+        folder.rmdir()
+
+
 def _download(url: str, dest: Path, algorithm: str, expected: str) -> None:
     part = dest.with_name(dest.name + ".part")
+    new_folders = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.new(algorithm)
     try:
@@ -30,11 +39,11 @@ def _download(url: str, dest: Path, algorithm: str, expected: str) -> None:
                 h.update(chunk)
                 f.write(chunk)
     except OSError as e:
-        part.unlink(missing_ok=True)
+        _take_back(part, new_folders)
         raise DataError(f"{dest.name}: download from {url} failed ({e}); check the network, "
                         f"or download it by hand into {dest.parent}") from None
     if h.hexdigest() != expected:
-        part.unlink(missing_ok=True)
+        _take_back(part, new_folders)
         raise DataError(f"{dest.name}: downloaded from {url} with {algorithm} {h.hexdigest()}, "
                         f"expected {expected}; the mirror serves a different file")
     part.replace(dest)

@@ -37,7 +37,9 @@ def _gray16_to_8bit(img, path):
     return Image.fromarray(np.rint(v / 257.0).astype(np.uint8), "L")
 
 
-def _read_image(path, size):
+def read_image(path, size=None):
+    """A PNG/JPEG file as a Pillow image, 16-bit gray scaled to 8 bits, resized (bilinear) to
+    ``size`` = (H, W) when given; a DataError naming the file when it is no readable image."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -80,7 +82,7 @@ def image_folder(path, *, color="auto", size=None) -> Dataset:
              if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
     if not files:
         raise DataError(f"{root}: no class sub-folders with {'/'.join(IMAGE_EXTENSIONS)} images")
-    images = [_read_image(f, size) for _, f in files]
+    images = [read_image(f, size) for _, f in files]
     if color == "auto":
         color = "gray" if all(_is_gray(im) for im in images) else "rgb"
     mode = {"gray": "L", "rgb": "RGB"}[color]

@@ -13,6 +13,13 @@ from safetensors.numpy import load, save
 from convscope.errors import ConfigError
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace, so
     a crash leaves either the old file or the new one, never a broken one."""
@@ -20,6 +27,7 @@ def atomic_write(path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide run files from others
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

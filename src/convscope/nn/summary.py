@@ -97,7 +97,8 @@ def summary_rows(net) -> list[dict]:
 def summary(net) -> str:
     """The summary table as text (the lecture's notation; sizes per sample, N left out)."""
     rows = summary_rows(net)
-    head = {"layer": "layer", "type": "type", "output": "output H×W×D", "params": "params",
+    axes = "T×H×W×D" if any(len(shape) == 4 for shape in net.inputs.values()) else "H×W×D"
+    head = {"layer": "layer", "type": "type", "output": f"output {axes}", "params": "params",
             "rf": "receptive field", "stride": "stride", "madds": "multiply-adds"}
     cells = [head] + [{k: f"{v:,}" if isinstance(v, int) else v for k, v in r.items()}
                       for r in rows]

@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import math
 from pathlib import Path
 
 import yaml
@@ -101,14 +102,17 @@ def _check_choice(key, value, choices) -> None:
 def _number(key, value):
     """``value`` as a number, or a ConfigError naming ``key``. A string that reads as a number is
     taken as one: YAML 1.1 (PyYAML) reads ``1e-3`` as text, ``1.0e-3`` as a number."""
+    number = None
     if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    raise ConfigError(f"config: {key} must be a number, got {value!r}")
+        number = value
+    if number is None or not math.isfinite(number):
+        raise ConfigError(f"config: {key} must be a finite number, got {value!r}")
+    return number
 
 
 def _numbers(section: str, options: dict, *, skip=("type",)) -> dict:
@@ -241,10 +245,16 @@ def load_config(path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config {path}: it is not UTF-8 text; a config is a YAML "
+                          f"text file such as configs/lenet5_mnist.yaml") from None
     try:
         config = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        what = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path} is not valid YAML{at}: {what}") from None
     try:
         return validate(config)
     except ConfigError as e:

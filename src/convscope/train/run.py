@@ -212,8 +212,9 @@ def train(config: dict, *, resume=False, progress=None, log=print, callbacks=())
     _write_text(out / "network.json", run.net.to_json())
     _write_text(out / "summary.txt", run.net.summary())
     run.transforms.save(out)
+    epochs = run.config["epochs"]
     log(f"training {run.config['model']['name']} on {run.config['data']['name']} "
-        f"({len(run.trainer.train_data[0])} images) for {run.config['epochs']} epochs → {out}")
+        f"({len(run.trainer.train_data[0])} images) for {epochs} epoch{'s' * (epochs != 1)} → {out}")
     run.trainer.fit()
     run.net.save(out / MODEL)
     result = {"seconds": time.perf_counter() - start, "run_dir": out}
@@ -224,15 +225,28 @@ def train(config: dict, *, resume=False, progress=None, log=print, callbacks=())
     return result
 
 
+RESUMABLE_CHANGES = ("epochs", "out", "name", "device", "cuda_graph")  # not what is trained
+
+
+def _training_part(config: dict) -> dict:
+    """The config without what a resumed run may change: the epochs, where the run and its data
+    lie (a moved run folder, another data directory), and the device (checkpoints load on any)."""
+    kept = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    kept["data"] = {k: v for k, v in config["data"].items() if k != "data_dir"}
+    return kept
+
+
 def _check_same_run(out: Path, config: dict) -> None:
-    """A resumed run must have the config it started with (more epochs allowed)."""
+    """A resumed run must train what it started with: the same config up to
+    :data:`RESUMABLE_CHANGES` and the data directory."""
     import yaml
 
     path = out / "config.yaml"
     if not path.exists():
         return
-    before = validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    changed = sorted(k for k in config if k != "epochs" and config[k] != before.get(k))
+    before = _training_part(validate(yaml.safe_load(path.read_text(encoding="utf-8"))))
+    now = _training_part(config)
+    changed = sorted(k for k in now if now[k] != before.get(k))
     if changed:
         raise ConfigError(f"--resume: {out} was started with a different config ({', '.join(changed)} "
                           f"differ); resume with the same config or train into another --out")
@@ -278,9 +292,8 @@ def evaluate_run(run_dir, split=None, *, data_dir=None, device=None) -> tuple[di
 def predict_images(run_dir, paths, *, device=None) -> list[tuple[str, list[tuple[str, float]]]]:
     """For each image file, its top classes with probabilities (the prediction's softmax), with the
     network on ``device`` (default: NumPy)."""
-    from PIL import Image, UnidentifiedImageError
-
     from convscope import ops
+    from convscope.data.folders import read_image
 
     net, config, transforms = load_run(run_dir)
     if task_of(net) != "classification":
@@ -294,13 +307,8 @@ def predict_images(run_dir, paths, *, device=None) -> list[tuple[str, list[tuple
                           f"{'×'.join(map(str, shape))}")
     batch = []
     for path in paths:
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if shape[-1] == 1 else "RGB").resize(
-                    (shape[1], shape[0]), Image.BILINEAR)
-                batch.append(np.asarray(im, dtype=np.uint8).reshape(shape))
-        except (OSError, UnidentifiedImageError) as e:
-            raise ConfigError(f"cannot read image {path}: {e}") from None
+        im = read_image(path, shape[:2]).convert("L" if shape[-1] == 1 else "RGB")
+        batch.append(np.asarray(im, dtype=np.uint8).reshape(shape))
     scores = net.predict(transforms.input(np.stack(batch)))
     probs = np.asarray(ops.softmax(scores.reshape(len(batch), -1)))
     names = transforms.names
