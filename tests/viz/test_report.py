@@ -36,3 +36,22 @@ def test_keypoints_are_drawn_on_faces():
     true = rng.random((3, 15, 2)) * 96
     fig = figures.keypoints(faces, true + 2, true)
     assert len(fig.axes) >= 3 and len(fig.axes[0].collections) == 2
+
+
+def test_the_doctor_section_plots_the_range_test_it_ran(run_dir, tmp_path):
+    """The recommended η alone hides whether the range test's curve was clean or spiky; the run's
+    doctor.json keeps the curve and the report draws it with η* and the configured η."""
+    from convscope.debug import run_doctor
+    from convscope.debug.doctor import DOCTOR_FILE
+
+    report = run_doctor(log=lambda *_: None, steps=30)
+    assert len(report.lr_range["lr"]) == len(report.lr_range["loss"]) > 3
+    assert report.configured_lr == 0.02
+    saved = DoctorReport.load(report.save(tmp_path / DOCTOR_FILE))
+    assert saved.lr_range == report.lr_range
+    text = write_report(run_dir, doctor=saved, samples=100).read_text(encoding="utf-8")
+    section = re.search('<section id="doctor">(.*?)</section>', text).group(1)
+    assert 'src="data:image/png;base64,' in section
+    fig = figures.lr_range(report.lr_range, report.recommended_lr, report.configured_lr)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "configured η = 0.02" in labels and any(s.startswith("recommended η*") for s in labels)

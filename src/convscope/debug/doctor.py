@@ -58,6 +58,8 @@ class DoctorReport:
     seconds: float = 0.0
     recommended_lr: float | None = None
     run_dir: str | None = None
+    lr_range: dict | None = None  # the range test's {'lr', 'loss', 'smooth'} lists, for its plot
+    configured_lr: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -305,8 +307,9 @@ def recommend_lr(record) -> tuple[float | None, int | None]:
     return record["lr"][best] / 10, best
 
 
-def check_lr_range(job: Job, steps=60) -> tuple[Check, float | None]:
-    """5: the range test finds a learning rate at which the loss falls."""
+def check_lr_range(job: Job, steps=60) -> tuple[Check, float | None, dict]:
+    """5: the range test finds a learning rate at which the loss falls; (check, η*, the test's
+    record)."""
     record = lr_range(job, steps=steps)
     lr, best = recommend_lr(record)
     configured = job.optimizer.get("lr")
@@ -319,7 +322,7 @@ def check_lr_range(job: Job, steps=60) -> tuple[Check, float | None]:
                   "a fall of the loss; η* = η at the lowest loss / 10",
                   "no learning rate lowers the loss: fix the checks above first (gradient "
                   "check, overfitting), then look at the data and the labels")
-    return check, lr
+    return check, lr, record
 
 
 def run_doctor(config=None, *, data_dir=None, log=print, steps=60, device=None) -> DoctorReport:
@@ -330,14 +333,15 @@ def run_doctor(config=None, *, data_dir=None, log=print, steps=60, device=None) 
         job = job_from_config(config, data_dir=data_dir, device=device)
     except FileNotFoundError as e:
         raise ConfigError(f"doctor: {e}") from None
-    report = DoctorReport(job.name, run_dir=str(job.run_dir))
+    report = DoctorReport(job.name, run_dir=str(job.run_dir),
+                          configured_lr=job.optimizer.get("lr"))
     checks = [check_initial_loss, check_regularisation, check_overfit, check_gradients,
               lambda j: check_lr_range(j, steps=steps)]
     for fn in checks:
         t = time.perf_counter()
         check = fn(job)
         if isinstance(check, tuple):
-            check, report.recommended_lr = check
+            check, report.recommended_lr, report.lr_range = check
         check.seconds = time.perf_counter() - t
         report.checks.append(check)
         log(f"  {'pass' if check.passed else 'FAIL'}  {check.name}: {check.measured}")

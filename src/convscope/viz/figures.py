@@ -57,6 +57,28 @@ def curves(history) -> plt.Figure:
     return fig
 
 
+def lr_range(record, recommended=None, configured=None) -> plt.Figure:
+    """The doctor's learning-rate range test: the loss of each mini-batch against its η (log
+    scale), its smoothed curve, the η* recommended (a tenth of the η at the lowest smoothed loss)
+    and the configured η."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(record["lr"], record["loss"], ".", color="0.7", markersize=4, label="mini-batch loss")
+    ax.plot(record["lr"], record["smooth"], "-", label="smoothed")
+    for value, style, name in ((recommended, "--", "recommended η*"),
+                               (configured, ":", "configured η")):
+        if value:
+            ax.axvline(value, linestyle=style, color="k", label=f"{name} = {value:.2g}")
+    finite = [v for v in record["smooth"] if np.isfinite(v)]
+    if finite:  # a diverging tail would squash the valley
+        ax.set_ylim(0, 1.5 * max(finite[0], min(finite)) + 1e-12)
+    ax.set(xscale="log", xlabel="learning rate η", ylabel="loss",
+           title="learning-rate range test")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _by_layer(records, key):
     """{layer: (t values, key values)} over the monitor's records, in layer order."""
     out: dict[str, tuple[list, list]] = {}

@@ -81,9 +81,14 @@ def doctor_section(report: DoctorReport | None) -> Section:
     advice = [f"check {i}: {c.advice}" for i, c in enumerate(report.checks, 1) if not c.passed]
     lr = f"{report.recommended_lr:.2g}" if report.recommended_lr else "none"
     note = f"{report.job}, {report.seconds:.1f} s; recommended learning rate {lr}. "
+    plot = None
+    if report.lr_range and report.lr_range.get("lr"):
+        plot = png(figures.lr_range(report.lr_range, report.recommended_lr, report.configured_lr))
     return Section("doctor", "doctor: sanity and loss checks",
                    html=table_html(["", "check", "result", "measured", "expected"], rows),
-                   note=note + " ".join(advice))
+                   png=plot, note=note + " ".join(advice))
+
+    return None
 
 
 def diagnosis_section(history, records) -> Section:
