@@ -125,9 +125,12 @@ def _predict(args) -> None:
     from convscope.viz.cli import check_run_folder
 
     check_run_folder(args.run)
-    for path, top in predict_images(args.run, args.images, device=args.device):
-        ranked = ", ".join(f"{name} {p:.3f}" for name, p in top)
-        print(f"{path}: {top[0][0]}  ({ranked})")
+    for path, found in predict_images(args.run, args.images, device=args.device):
+        if isinstance(found[0][1], tuple):  # keypoints: (name, (x, y)) in the image's pixels
+            print(f"{path}: " + ", ".join(f"{name} ({x:.1f}, {y:.1f})" for name, (x, y) in found))
+            continue
+        ranked = ", ".join(f"{name} {p:.3f}" for name, p in found)
+        print(f"{path}: {found[0][0]}  ({ranked})")
 
 
 def _summary(args) -> None:
@@ -246,12 +249,14 @@ def parser() -> argparse.ArgumentParser:
     add_device_option(e)
     e.set_defaults(func=_evaluate)
 
-    r = sub.add_parser("predict", help="classify PNG/JPEG images with a trained run",
-                       description="Classify images with a trained run: prints each image's "
-                       "class and its top-3 probabilities. Images are converted to the "
-                       "network's gray or RGB input and resized to its H×W; MNIST networks "
-                       "expect a white digit on a black background.")
-    r.add_argument("run", help="run folder (runs/NAME) of a classification run")
+    r = sub.add_parser("predict", help="classify PNG/JPEG images (or find their keypoints) with a "
+                       "trained run",
+                       description="Run a trained network on images: prints each image's class "
+                       "and its top-3 probabilities, or, for a keypoints run, every keypoint's "
+                       "(x, y) in the image's own pixels. Images are converted to the network's "
+                       "gray or RGB input and resized to its H×W; MNIST networks expect a white "
+                       "digit on a black background.")
+    r.add_argument("run", help="run folder (runs/NAME) of a classification or keypoints run")
     r.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     add_device_option(r)
     r.set_defaults(func=_predict)

@@ -219,3 +219,21 @@ def test_the_main_job_trains_without_a_monitor_warning(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning" not in out
     assert "accuracy 9" in out  # one epoch: about 97 % on the bundled test images
+
+
+def test_predict_on_a_keypoints_run_prints_each_keypoint(tmp_path, capsys):
+    from convscope import zoo
+    from convscope.train.config import dump, validate
+    from convscope.train.datasets import KeypointScaling
+    from convscope.train.run import MODEL, Transforms
+
+    net = zoo.keypoints_net1(input_shape=(8, 8, 1), keypoints=2)
+    net.nodes["fc2"].layer.params["w"].value[...] = 0
+    net.nodes["fc2"].layer.params["b"].value[...] = [-0.5, 0.25, 0.5, -1.0]
+    net.save(tmp_path / MODEL)
+    (tmp_path / "config.yaml").write_text(dump(validate({"model": "keypoints_net1"})))
+    Transforms(None, KeypointScaling(4), ["left_eye", "right_eye"]).save(tmp_path)
+    Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp_path / "face.png")
+    assert main(["predict", str(tmp_path), str(tmp_path / "face.png")]) == 0
+    assert capsys.readouterr().out.strip().endswith("face.png: left_eye (4.5, 10.5), "
+                                                    "right_eye (12.5, 0.5)")

@@ -187,9 +187,10 @@ def test_early_stopping_on_a_training_metric_needs_no_validation_set():
         prepare({**config, "early_stopping": {"patience": 2}}, progress=False)
 
 
-def test_predict_refuses_a_regression_run(tmp_path):
-    """A keypoints run has no classes: predict used to print keypoint names with the softmax of
-    coordinates as "probabilities"."""
+def test_predict_gives_a_keypoints_run_its_keypoints_in_the_images_pixels(tmp_path):
+    """predict used to print keypoint names with the softmax of the coordinates as
+    'probabilities'. The output layer here is fixed (w = 0, b = t̃), so the keypoints are known:
+    t = c·t̃ + c in the 8×8 input, then (t + ½)·16/8 − ½ in a 16×16 image."""
     import numpy as np
     from PIL import Image
 
@@ -197,12 +198,18 @@ def test_predict_refuses_a_regression_run(tmp_path):
     from convscope.train.datasets import KeypointScaling
     from convscope.train.run import MODEL, Transforms, predict_images
 
-    zoo.keypoints_net1(input_shape=(8, 8, 1), keypoints=2).save(tmp_path / MODEL)
+    net = zoo.keypoints_net1(input_shape=(8, 8, 1), keypoints=2)
+    head = net.nodes["fc2"].layer
+    head.params["w"].value[...] = 0
+    head.params["b"].value[...] = [-0.5, 0.25, 0.5, -1.0]  # (x, y) of two keypoints, scaled
+    net.save(tmp_path / MODEL)
     (tmp_path / "config.yaml").write_text(dump(validate({"model": "keypoints_net1"})))
     Transforms(None, KeypointScaling(4), ["left_eye", "right_eye"]).save(tmp_path)
-    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "face.png")
-    with pytest.raises(ConfigError, match="regression run.*evaluate"):
-        predict_images(tmp_path, [tmp_path / "face.png"])
+    Image.fromarray(np.zeros((16, 16), dtype=np.uint8)).save(tmp_path / "face.png")
+    [(path, found)] = predict_images(tmp_path, [tmp_path / "face.png"])
+    assert [name for name, _ in found] == ["left_eye", "right_eye"]
+    in_input = 4 * np.array([[-0.5, 0.25], [0.5, -1.0]]) + 4   # (2, 5), (6, 0)
+    np.testing.assert_allclose([xy for _, xy in found], (in_input + 0.5) * 2 - 0.5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("labels", "held"), [

@@ -289,32 +289,52 @@ def evaluate_run(run_dir, split=None, *, data_dir=None, device=None) -> tuple[di
     return _evaluate(net, ds, transforms), len(ds.x)
 
 
-def predict_images(run_dir, paths, *, device=None) -> list[tuple[str, list[tuple[str, float]]]]:
-    """For each image file, its top classes with probabilities (the prediction's softmax), with the
-    network on ``device`` (default: NumPy)."""
+def predict_images(run_dir, paths, *, device=None) -> list[tuple[str, list[tuple]]]:
+    """For each image file, what the run's network sees in it, with the network on ``device``
+    (default: NumPy): for a classifier its top classes with probabilities (the prediction's
+    softmax), ``[(class, p), …]``; for a keypoint regressor every keypoint in the image's own
+    pixels, ``[(name, (x, y)), …]`` (t = c·t̃ + c undoes the run's scaling, then the network's
+    H×W input frame is mapped back onto the image's, pixel centres to pixel centres)."""
     from convscope import ops
     from convscope.data.folders import read_image
 
-    net, config, transforms = load_run(run_dir)
-    if task_of(net) != "classification":
-        raise ConfigError(f"predict gives classes and their probabilities; {run_dir} is a "
-                          f"regression run ({config['model']['name']}), whose outputs are no "
-                          f"classes: use convscope evaluate")
+    net, _, transforms = load_run(run_dir)
     net.to(device or "numpy")
     shape = net.inputs[net.roles["input"]]
     if len(shape) != 3 or shape[-1] not in (1, 3):
         raise ConfigError(f"predict works on gray or RGB images; this network takes "
                           f"{'×'.join(map(str, shape))}")
-    batch = []
+    batch, sizes = [], []
     for path in paths:
-        im = read_image(path, shape[:2]).convert("L" if shape[-1] == 1 else "RGB")
+        im = read_image(path)
+        sizes.append(im.size)  # (W, H)
+        im = im.resize((shape[1], shape[0]), _bilinear()).convert("L" if shape[-1] == 1 else "RGB")
         batch.append(np.asarray(im, dtype=np.uint8).reshape(shape))
-    scores = net.predict(transforms.input(np.stack(batch)))
-    probs = np.asarray(ops.softmax(scores.reshape(len(batch), -1)))
+    scores = net.predict(transforms.input(np.stack(batch))).reshape(len(batch), -1)
     names = transforms.names
+    if task_of(net) != "classification":
+        points = _in_image_pixels(transforms.scale * scores + transforms.scale, shape, sizes)
+        return [(str(path), [(str(name), (float(x), float(y))) for name, (x, y) in zip(names, p)])
+                for path, p in zip(paths, points, strict=True)]
+    probs = np.asarray(ops.softmax(scores))
     out = []
     for path, p in zip(paths, probs, strict=True):
         top = np.argsort(-p)[:3]
         out.append((str(path), [(names[i] if i < len(names) else str(i), float(p[i]))
                                 for i in top]))
     return out
+
+
+def _bilinear():
+    from PIL import Image
+
+    return Image.Resampling.BILINEAR
+
+
+def _in_image_pixels(t, shape, sizes) -> np.ndarray:
+    """Keypoints (N×2K, (x, y) pairs in the network's H×W input) in each image's W₀×H₀ pixels:
+    x₀ = (x + ½)·W₀/W − ½, likewise y (the resize maps pixel centres onto pixel centres)."""
+    points = t.reshape(len(sizes), -1, 2)
+    frame = np.array([shape[1], shape[0]], dtype=np.float64)
+    image = np.array(sizes, dtype=np.float64)[:, None, :]
+    return (points + 0.5) * image / frame - 0.5
