@@ -259,3 +259,41 @@ def test_a_config_that_is_not_yaml_or_not_text_names_the_file_and_line(tmp_path)
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         load_config(binary)
+
+
+def test_init_from_copies_the_parameters_of_the_same_name_and_shape(tmp_path):
+    from convscope.train.run import init_from
+
+    source = zoo.lenet5(seed=1)
+    source.save(tmp_path / "mnist.safetensors")
+    net = zoo.lenet5(classes=4, seed=2)  # a new output layer for four classes
+    said = init_from(net, str(tmp_path / "mnist.safetensors"))
+    assert said.endswith("8 of 10 parameters copied; initialised anew: fc3.w (1×1×84×10 there), "
+                         "fc3.b (10 there)")
+    theirs, ours = source.state_dict(), net.state_dict()
+    for name in ours:
+        assert np.array_equal(ours[name], theirs[name]) == (not name.startswith("fc3")), name
+    with pytest.raises(ConfigError, match="no parameter of .* matches this network"):
+        init_from(zoo.cifar10_quick(), str(tmp_path / "mnist.safetensors"))
+    with pytest.raises(ConfigError, match="holds no trained network"):
+        init_from(net, str(tmp_path))
+
+
+def test_fine_tuning_from_a_run_keeps_the_frozen_layers_it_copied(tmp_path):
+    """The config's freeze was documented as fine-tuning, but a config could not start from
+    another run's weights: it froze random filters."""
+    from convscope.nn import Network
+    from convscope.train.run import MODEL, train
+
+    small = {"data": {"name": "mnist_subset", "limit": 256}, "epochs": 1, "batch_size": 64,
+             "out": str(tmp_path), "lr_schedule": None}
+    said = []
+    train({**small, "name": "source"}, log=said.append)
+    source = Network.load(tmp_path / "source" / MODEL).state_dict()
+    train({**small, "name": "tuned", "init_from": str(tmp_path / "source"),
+           "freeze": ["conv1", "conv2"]}, log=said.append)
+    tuned = Network.load(tmp_path / "tuned" / MODEL).state_dict()
+    assert any(s.startswith("init_from") and "10 of 10 parameters copied" in s for s in said)
+    for name in ("conv1.w", "conv1.b", "conv2.w", "conv2.b"):
+        assert np.array_equal(tuned[name], source[name]), name
+    assert not np.array_equal(tuned["fc1.w"], source["fc1.w"])

@@ -28,6 +28,8 @@ main job: LeNet-5 on the bundled MNIST subset. The keys::
     batch_size: 64
     early_stopping: null        # {patience: 5, monitor: val_objective}
     keep_best: true             # restore the best weights (by the monitor) at the end
+    init_from: null             # start from another run's weights (runs/NAME or a .safetensors
+                                # network): every parameter of the same name and shape
     freeze: []                  # layers whose parameters stay fixed (fine-tuning)
     param_factors: {}           # per parameter, e.g. {conv1.b: {lr_factor: 2, decay_factor: 0}}
 """
@@ -62,6 +64,7 @@ DEFAULTS = {
     "batch_size": 64,
     "early_stopping": None,
     "keep_best": True,
+    "init_from": None,
     "freeze": [],
     "param_factors": {},
     "device": "numpy",
@@ -203,6 +206,9 @@ def validate(config: dict) -> dict:
     make_augmentation(out["data"]["augment"])
     if out["data"]["limit"] is not None:
         _check_positive_int("data.limit", out["data"]["limit"])
+    if out["init_from"] is not None and not isinstance(out["init_from"], str):
+        raise ConfigError(f"config: init_from must be a run folder or a .safetensors network, got "
+                          f"{out['init_from']!r}")
     if not isinstance(out["freeze"], list):
         raise ConfigError(f"config: freeze must be a list of layer names, got {out['freeze']!r}")
     params = _mapping("param_factors", out["param_factors"])

@@ -22,6 +22,7 @@ from convscope import zoo
 from convscope.errors import ConfigError
 from convscope.nn import Network
 from convscope.nn.files import atomic_write, read_safetensors, write_safetensors
+from convscope.nn.layers import shape_str
 from convscope.train.config import dump, validate
 from convscope.train.datasets import (
     KeypointScaling,
@@ -140,6 +141,32 @@ def _transforms(config, train: Split) -> Transforms:
     return Transforms(pre, target, list(train.names))
 
 
+def init_from(net, source) -> str:
+    """Fine-tuning's start: copy into ``net`` every parameter of the network in ``source`` (a run
+    folder, whose model.safetensors is read, or a saved network file) that has the same
+    ``layer.param`` name and shape; the others (a new output layer for other classes) keep their
+    initialisation. Returns a line saying what was copied; a ConfigError when nothing matches."""
+    path = Path(source)
+    path = path / MODEL if path.is_dir() else path
+    if not path.is_file():
+        raise ConfigError(f"init_from: {source} holds no trained network (a run folder with "
+                          f"{MODEL}, or a .safetensors network file)")
+    weights = Network.load(path).state_dict()
+    copied, fresh = [], []
+    for name, p in net.params().items():
+        a = weights.get(name)
+        if a is not None and a.shape == tuple(p.value.shape):
+            p.value = a.astype(p.value.dtype, copy=True)
+            copied.append(name)
+        else:
+            fresh.append(name if a is None else f"{name} ({shape_str(a.shape)} there)")
+    if not copied:
+        raise ConfigError(f"init_from: no parameter of {path} matches this network by name and "
+                          f"shape; its parameters are {', '.join(weights)}")
+    return (f"init_from {source}: {len(copied)} of {len(copied) + len(fresh)} parameters copied"
+            + (f"; initialised anew: {', '.join(fresh)}" if fresh else ""))
+
+
 def prepare(config: dict, *, progress=None, log=print, callbacks=()) -> Run:
     """Load the data, build the model and the trainer for ``config`` (validated here)."""
     config = validate(config)
@@ -156,6 +183,8 @@ def prepare(config: dict, *, progress=None, log=print, callbacks=()) -> Run:
         val = (train.x[held], train.y[held])
         train = Split(train.x[keep], train.y[keep], train.names, train.description)
     net = zoo.create(config["model"]["name"], **_model_options(config, train))
+    if config["init_from"]:
+        log(init_from(net, config["init_from"]))
     _set_param_factors(net, config)
     net.to(config["device"])
     transforms = _transforms(config, train)
