@@ -165,11 +165,13 @@ def test_early_stopping_keeps_the_best_model():
         def on_epoch_end(self, trainer, row):
             rows.append(row)
 
+    said = []
     trainer = Trainer(net, make_optimizer("sgd", lr=2.0), (x, y), val=_data(40, seed=2),
                       epochs=30, batch_size=8, patience=2, progress=False,
-                      log=lambda *_: None, callbacks=[Recorder()])
+                      log=said.append, callbacks=[Recorder()])
     trainer.fit()
     assert trainer.stopped_early and len(rows) < 30
+    assert said[-1].startswith("early stop") and said[-2].startswith(f"epoch {len(rows)} ")
     best = min(r["val_objective"] for r in rows)
     assert trainer.best == best
     assert trainer.evaluate(*_data(40, seed=2))["objective"] == pytest.approx(best, rel=1e-5)

@@ -207,8 +207,8 @@ class Trainer:
             row["seconds"] = time.perf_counter() - start
             self.epoch += 1
             self.history.append(row)
-            self._track_best(row)
             self.log(format_row(row))
+            self._track_best(row)  # after the row: an early stop's message follows its epoch
             self._save()
             self._call("on_epoch_end", row)
         if self.keep_best and self._best_state is not None:
