@@ -271,9 +271,10 @@ def lr_range(job: Job, steps=60, low=1e-5, high=10.0, batch_size=None, beta=0.8)
     average s_b = (β m_{b−1} + (1−β) ℓ_b)/(1 − β^b).
 
     Mini-batches of RANGE_BATCH samples, fewer when the training set holds fewer than
-    ``steps``·RANGE_BATCH (at least 32, as before; then fewer steps). The main job's η* over eight draws of the samples:
-    0.0013–0.0025 with batches of 128; with 32 it flipped between 0.0011–0.002 and 0.008–0.016,
-    a single mini-batch's spike of the loss deciding where the smoothed minimum fell."""
+    ``steps``·RANGE_BATCH (at least 32, as before; then fewer steps). The main job's η* over
+    eight draws of the samples: 0.0013–0.0025 with batches of 128; with 32 it flipped between
+    0.0011–0.002 and 0.008–0.016, a single mini-batch's spike of the loss deciding where the
+    smoothed minimum fell."""
     if batch_size is None:
         batch_size = max(32, min(RANGE_BATCH, len(job.x) // steps))
     x, y = job.subset(steps * batch_size)
