@@ -9,6 +9,7 @@ CONVSCOPE_TEST_DEVICE=cuda. Exits non-zero when a check fails.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -53,6 +54,8 @@ def weights_after(name, device, data, dtype, *, graph=False):
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     rng = np.random.default_rng(0)

@@ -53,7 +53,7 @@ def loss_of(name: str):
 def training_step(model: nn.Module, loss, optimizer):
     """forward, loss, autograd backward, torch.optim step: one PyTorch training step."""
     def step(x, y):
-        optimizer.zero_grad(set_to_none=False)
+        optimizer.zero_grad(set_to_none=True)  # no zeroing and adding: convscope sets new grads
         loss(model(x), y).backward()
         optimizer.step()
 
