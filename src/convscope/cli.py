@@ -16,7 +16,6 @@ and prints the test error. Errors are printed as one line, never as a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -43,27 +42,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _check_text_file(path) -> None:
-    """A ConfigError when the config file ``path`` is not UTF-8 text (a missing one is left to
-    the config loader, which names it)."""
-    try:
-        Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"cannot read config {path}: it is not UTF-8 text; a config is a YAML "
-                          f"text file such as configs/lenet5_mnist.yaml") from None
-    except OSError:
-        pass
-
-
 def _epochs_done(run_dir: Path) -> tuple[int, bool] | None:
     """(epochs trained, stopped early) from the run's checkpoint; None without one."""
-    from convscope.nn.files import read_safetensors
+    from convscope.train.checkpoint import trainer_state
     from convscope.train.trainer import CHECKPOINT
 
     if not (run_dir / CHECKPOINT).is_file():
         return None
-    _, meta = read_safetensors(run_dir / CHECKPOINT)
-    state = json.loads(meta.get("convscope.trainer", "{}"))
+    state = trainer_state(run_dir / CHECKPOINT)
     return int(state.get("epoch", 0)), bool(state.get("stopped_early", False))
 
 
@@ -313,8 +299,6 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     try:
-        if args.command in ("train", "doctor") and args.config:
-            _check_text_file(args.config)
         args.func(args)
     except (ConvscopeError, FloatingPointError) as e:
         print(f"convscope {args.command}: error: {_one_line(e)}", file=sys.stderr)

@@ -28,14 +28,24 @@ def save_checkpoint(path, net, optimizer, state: dict) -> None:
     write_safetensors(path, arrays, meta)
 
 
+def _trainer_meta(path, meta) -> dict:
+    if "convscope.trainer" not in meta:
+        raise ConfigError(f"{path} is not a convscope training checkpoint")
+    return json.loads(meta["convscope.trainer"])
+
+
+def trainer_state(path) -> dict:
+    """The trainer state saved in the checkpoint ``path`` (epoch, history, stopped_early, …),
+    without building a network."""
+    return _trainer_meta(path, read_safetensors(path)[1])
+
+
 def load_checkpoint(path, net, optimizer) -> dict:
     """Restore ``net`` and ``optimizer`` from ``path``; return the trainer state saved with them."""
     arrays, meta = read_safetensors(path)
-    if "convscope.trainer" not in meta:
-        raise ConfigError(f"{path} is not a convscope training checkpoint")
+    state = _trainer_meta(path, meta)
     if json.loads(meta["convscope.network"])["layers"] != net.to_config()["layers"]:
         raise ConfigError(f"{path} holds a different architecture than the network being trained")
-    state = json.loads(meta["convscope.trainer"])
     net.load_state_dict({k: v for k, v in arrays.items() if not k.startswith(OPTIM)})
     optimizer.load_state_arrays(
         {k[len(OPTIM):]: v for k, v in arrays.items() if k.startswith(OPTIM)},
