@@ -5,6 +5,6 @@
 # Run from the repo root on the development machine, with ../shared beside it.
 set -euo pipefail
 mkdir -p .whl local_data
-python3 -m pip download -q --no-deps --only-binary=:all: --dest .whl array-api-compat platformdirs nibabel
+python3 -m pip download -q --no-deps --only-binary=:all: --dest .whl array-api-compat platformdirs nibabel threadpoolctl tqdm
 cp -f ../shared/data/mnist.npz local_data/
 ls -l .whl local_data

@@ -1,4 +1,7 @@
-"""The same network on NumPy and on PyTorch tensors (CPU here; CUDA in benchmarks/gpu_check.py)."""
+"""The same network on NumPy and on PyTorch tensors: on the CPU here, on CUDA with
+CONVSCOPE_TEST_DEVICE=cuda (benchmarks/gpu_run.sh runs them so)."""
+
+import os
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from convscope.train.config import DEFAULTS, validate
 from convscope.train.datasets import load_split
 from convscope.train.optim import Adam, Nesterov
 from convscope.train.step import CudaGraphStep
+
+DEVICE = os.environ.get("CONVSCOPE_TEST_DEVICE", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +37,7 @@ def _train_one_epoch(device, digits, optimizer):
                                             lambda: Adam(1e-3)])
 def test_one_epoch_on_each_backend_reaches_the_same_weights(digits, make_optimizer):
     on_numpy = _train_one_epoch("numpy", digits, make_optimizer())
-    on_torch = _train_one_epoch("cpu", digits, make_optimizer())
+    on_torch = _train_one_epoch(DEVICE, digits, make_optimizer())
     start = zoo.lenet5(dtype=np.float64, seed=3).state_dict()
     for name, a in on_numpy.state_dict().items():
         b = on_torch.state_dict()[name]
@@ -45,14 +50,14 @@ def test_one_epoch_on_each_backend_reaches_the_same_weights(digits, make_optimiz
 def test_forward_and_backward_match_between_backends(digits):
     x, y = digits[0][:16], digits[1][:16]
     grads = {}
-    for device in ("numpy", "cpu"):
+    for device in ("numpy", DEVICE):
         net = zoo.cifar10_quick(input_shape=(28, 28, 1), dtype=np.float64, seed=1).to(device)
         values = net.forward({"input": x, "label": y}, train=True)
         net.backward({"objective": 1.0})
         grads[device] = (float(values["objective"]),
-                         {k: np.asarray(p.grad.cpu() if device == "cpu" else p.grad)
+                         {k: np.asarray(p.grad.cpu() if device != "numpy" else p.grad)
                           for k, p in net.params().items() if p.grad is not None})
-    (loss_np, g_np), (loss_t, g_t) = grads["numpy"], grads["cpu"]
+    (loss_np, g_np), (loss_t, g_t) = grads["numpy"], grads[DEVICE]
     assert abs(loss_np - loss_t) < 1e-12
     assert set(g_np) == set(g_t) and len(g_np) == 10
     for k in g_np:
@@ -60,7 +65,7 @@ def test_forward_and_backward_match_between_backends(digits):
 
 
 def test_saved_network_is_device_independent(tmp_path, digits):
-    net = zoo.lenet5(seed=2).to("cpu")
+    net = zoo.lenet5(seed=2).to(DEVICE)
     net.save(tmp_path / "net.safetensors")
     back = type(net).load(tmp_path / "net.safetensors")
     assert back.device == "numpy"
@@ -136,10 +141,10 @@ def test_torch_network_keeps_its_filters_in_the_kernels_order_and_copies_none(di
                 Copies.count += 1
             return func(*args, **(kwargs or {}))
 
-    net = zoo.lenet5(seed=2).to("cpu")
+    net = zoo.lenet5(seed=2).to(DEVICE)
     optimizer = Nesterov(0.01, 0.9)
-    batch = {"input": torch.from_numpy(digits[0][:8].astype(np.float32)),
-             "label": torch.from_numpy(digits[1][:8])}
+    batch = {"input": torch.from_numpy(digits[0][:8].astype(np.float32)).to(DEVICE),
+             "label": torch.from_numpy(digits[1][:8]).to(DEVICE)}
     from convscope.train.step import train_step
 
     train_step(net, optimizer, batch)
@@ -158,7 +163,7 @@ def test_torch_network_keeps_its_filters_in_the_kernels_order_and_copies_none(di
 
 
 def test_restored_optimizer_state_takes_the_parameters_memory_order(digits):
-    net = zoo.lenet5(seed=2).to("cpu")
+    net = zoo.lenet5(seed=2).to(DEVICE)
     optimizer = Nesterov(0.01, 0.9)
     optimizer.state = {"conv2.w": {"v": np.ones(tuple(net.params()["conv2.w"].value.shape))}}
     from convscope.train.step import train_step
@@ -179,8 +184,8 @@ def _small_net(net):
 def test_layers_added_after_to_join_the_network_on_its_device():
     """A layer added to a network already on PyTorch gets its parameters there, in the backend's
     filter order, and computes what the same network moved after building computes."""
-    early = _small_net(Network({"input": (8, 8, 3)}, dtype=np.float64, seed=1).to("cpu"))
-    late = _small_net(Network({"input": (8, 8, 3)}, dtype=np.float64, seed=1)).to("cpu")
+    early = _small_net(Network({"input": (8, 8, 3)}, dtype=np.float64, seed=1).to(DEVICE))
+    late = _small_net(Network({"input": (8, 8, 3)}, dtype=np.float64, seed=1)).to(DEVICE)
     for name, p in early.params().items():
         q = late.params()[name].value
         assert isinstance(p.value, torch.Tensor), name
@@ -226,15 +231,15 @@ def _loss_and_gradient(x, target, device):
 
 
 def test_feed_arrives_on_the_networks_device_and_dtype_in_one_move(digits):
-    net = zoo.lenet5(dtype=np.float64, seed=3).to("cpu")
+    net = zoo.lenet5(dtype=np.float64, seed=3).to(DEVICE)
     images = digits[0][:4]
     from_numpy = net._check_feed("input", images.astype(np.float32))
     from_torch = net._check_feed("input", torch.from_numpy(images.astype(np.float32)))
     labels = net._check_feed("label", digits[1][:4])
     assert from_numpy.dtype == from_torch.dtype == torch.float64
-    torch.testing.assert_close(from_numpy, torch.from_numpy(images.astype(np.float32)).double())
+    torch.testing.assert_close(from_numpy.cpu(), torch.from_numpy(images.astype(np.float32)).double())
     assert labels.dtype == torch.from_numpy(digits[1][:4]).dtype  # class indices keep their type
-    ready = torch.from_numpy(images)  # float64 on the CPU already: no copy
+    ready = torch.from_numpy(images).to(DEVICE)  # float64 on its device already: no copy
     assert net._check_feed("input", ready) is ready
 
 
@@ -242,7 +247,7 @@ def _relative_difference(a, b) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-@pytest.mark.parametrize(("saved_on", "resumed_on"), [("cpu", "numpy"), ("numpy", "cpu")])
+@pytest.mark.parametrize(("saved_on", "resumed_on"), [(DEVICE, "numpy"), ("numpy", DEVICE)])
 def test_training_checkpoint_resumes_on_the_other_backend(saved_on, resumed_on, digits, tmp_path):
     """A checkpoint written while training on one backend (two Nesterov steps) resumes on the other
     with the very same weights, momentum buffers, step count and generator; one more step from
@@ -275,7 +280,7 @@ def test_training_checkpoint_resumes_on_the_other_backend(saved_on, resumed_on, 
     for t in (saved, resumed):
         train_step(t.net, t.optimizer, {"input": x[:32], "label": y[:32]})
     for t, device in ((saved, saved_on), (resumed, resumed_on)):
-        assert isinstance(t.optimizer.state["conv1.w"]["v"], torch.Tensor) == (device == "cpu")
+        assert isinstance(t.optimizer.state["conv1.w"]["v"], torch.Tensor) == (device != "numpy")
     weights = resumed.net.state_dict()
     for name, w in saved.net.state_dict().items():
         assert _relative_difference(w, before[name]) > 1e-2, name  # the step moved it
