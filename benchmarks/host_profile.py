@@ -6,7 +6,7 @@ For convscope-torch and for PyTorch (nn.Module, autograd, torch.optim) on `--dev
   synchronisation (on a GPU, the time the host needs when the GPU keeps up);
 - kernels per step: the device kernels (on the CPU, the outermost ATen operators, views
   included) that torch.profiler sees;
-- with --kernels, the device kernels of one step by name, for both;
+- with --kernels, the device kernels of one step by name, with their count and time, for both;
 - with --cprofile, the convscope step's Python functions by own time (cProfile);
 - with --replay, where convscope-torch's host time goes: the PyTorch calls one step makes are
   recorded (a TorchFunctionMode) and replayed bare, all of them, then only those that make a new
@@ -55,9 +55,10 @@ def host_ms(fn, device, steps):
     return 1e3 * float(np.median(rounds))
 
 
-def kernel_names(fn, device, steps=5) -> Counter:
-    """{name: count per step} of the device kernels (CPU: the ATen operators not called by another,
-    autograd's included) that torch.profiler records in `steps` steps."""
+def kernel_names(fn, device, steps=5) -> dict:
+    """{name: (count per step, µs per step)} of the device kernels (CPU: the ATen operators not
+    called by another, autograd's included) that torch.profiler records in `steps` steps; the time
+    is the kernels' own on the device (on the CPU, the operators' wall time)."""
     cuda = device.startswith("cuda")
     activities = [torch.profiler.ProfilerActivity.CPU]
     if cuda:
@@ -67,11 +68,16 @@ def kernel_names(fn, device, steps=5) -> Counter:
             fn()
         synchronise(device)
     if cuda:
-        names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA
+                  and not getattr(e, "is_user_annotation", False)]  # torch.optim's step range
     else:
-        names = [e.name for e in prof.events() if e.name.startswith("aten::") and not (
+        events = [e for e in prof.events() if e.name.startswith("aten::") and not (
             e.cpu_parent is not None and e.cpu_parent.name.startswith("aten::"))]
-    return Counter({name: count / steps for name, count in Counter(names).items()})
+    counts, micros = Counter(), Counter()
+    for e in events:
+        counts[e.name] += 1 / steps
+        micros[e.name] += e.time_range.elapsed_us() / steps
+    return {name: (counts[name], micros[name]) for name, _ in micros.most_common()}
 
 
 def python_profile(fn, steps=50, top=30):
@@ -160,12 +166,15 @@ def main() -> None:
                 fn()
             ms = host_ms(fn, args.device, args.steps)
             listed[label] = kernel_names(fn, args.device)
-            print(f"| {name} | {label} | {ms:.3f} | {sum(listed[label].values()):.0f} |", flush=True)
+            count = sum(c for c, _ in listed[label].values())
+            print(f"| {name} | {label} | {ms:.3f} | {count:.0f} |", flush=True)
         if args.kernels:
-            for label, names in listed.items():
-                print(f"{name}, {label}: kernels per step by name")
-                for kernel, count in names.most_common():
-                    print(f"  {count:5.1f}  {kernel[:110]}")
+            for label, kernels in listed.items():
+                total = sum(t for _, t in kernels.values())
+                print(f"{name}, {label}: kernels per step by name, {total:.0f} µs in all")
+                print("  count      µs  name")
+                for kernel, (count, micros) in kernels.items():
+                    print(f"  {count:5.1f} {micros:7.1f}  {kernel[:100]}")
         if args.cprofile:
             print(python_profile(fns["convscope-torch"]), flush=True)
         if args.replay:
