@@ -54,3 +54,56 @@ def test_a_finite_array_whose_sum_overflows_is_finite_without_a_warning():
     with np.errstate(over="raise", invalid="raise"):  # as a user's settings may be
         assert stats.all_finite(big)
         assert not stats.all_finite(np.array([3e38, 3e38, np.nan], dtype=np.float32))
+
+
+@pytest.mark.parametrize("wrap", [np.asarray, "torch"], ids=["numpy", "torch"])
+def test_all_finite_together_finds_one_bad_entry_among_many_arrays(wrap):
+    """The probe's check of a whole network's gradients: one read back for every tensor, the
+    NaN or Inf found in any of them, an overflowing sum of finite float64 entries still finite."""
+    if wrap == "torch":
+        torch = pytest.importorskip("torch")
+        wrap = torch.from_numpy
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5,), (2, 2, 2))]
+    labels = np.arange(4)  # integers are never NaN
+    assert stats.all_finite_together([wrap(a) for a in arrays] + [wrap(labels)])
+    for bad in (np.nan, np.inf, -np.inf):
+        for i in range(len(arrays)):
+            broken = [a.copy() for a in arrays]
+            broken[i].flat[-1] = bad
+            assert not stats.all_finite_together([wrap(a) for a in broken]), (bad, i)
+    huge = np.full(4, 1e308)  # the float64 sum overflows; every entry is finite
+    assert stats.all_finite_together([wrap(huge), wrap(arrays[0])])
+    assert not stats.all_finite_together([wrap(huge), wrap(np.array([np.nan]))])
+    complex_numbers = np.array([1 + 2j, np.nan * 1j])
+    assert not stats.all_finite_together([wrap(complex_numbers)])
+    assert stats.all_finite_together([wrap(complex_numbers[:1])])
+    assert stats.all_finite_together([])
+
+
+def test_the_probe_reads_one_number_back_per_check_on_torch():
+    """On PyTorch tensors the probe's checks of a step (the objective after the forward pass,
+    the ten gradients of LeNet-5 after the backward pass) sum on the device and read one number
+    back each, copying no array to the host: on a GPU every read makes the host wait."""
+    torch = pytest.importorskip("torch")
+    from convscope import zoo
+    from convscope.debug.probe import Probe
+
+    net = zoo.lenet5(seed=1).to("cpu")
+    rng = np.random.default_rng(0)
+    feed = {"input": rng.standard_normal((4, 28, 28, 1)).astype(np.float32), "label": np.arange(4)}
+    copies, reads = [], []
+    original = torch.Tensor.__float__
+
+    def reading(self):
+        reads.append(tuple(self.shape))
+        return original(self)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stats, "to_numpy", lambda a: copies.append(a) or np.asarray(a))
+        mp.setattr(torch.Tensor, "__float__", reading)
+        probe = Probe(net).install()
+        net.forward(feed, train=True)
+        net.backward({"objective": 1.0}, input_grads=False)
+        probe.check_params()
+    assert copies == [] and reads == [(), (), ()]

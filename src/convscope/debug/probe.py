@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from convscope.backend import capturing
-from convscope.debug.stats import all_finite
+from convscope.debug.stats import all_finite, all_finite_together
 from convscope.errors import ConvscopeError
 
 
@@ -163,7 +163,7 @@ class Probe:
         not finite, walk the network to ``locate`` the culprit."""
         start = time.perf_counter()
         culprit = None
-        if not all(all_finite(a) for a in cheap):
+        if not all_finite_together(cheap):
             culprit = locate(self.net, arrays)
         self.seconds += time.perf_counter() - start
         if culprit is None:

@@ -6,11 +6,12 @@ numbers or lists, so that a record is JSON as it is.
 
 from __future__ import annotations
 
+import cmath
 import math
 
 import numpy as np
 
-from convscope.backend.devices import to_numpy
+from convscope.backend.devices import is_torch_array, to_numpy
 
 SATURATION = {"Sigmoid": (0.01, 0.99), "Tanh": (-0.99, 0.99)}
 """The flat tails of the squashing activations: σ(x) ≤ 0.01 or ≥ 0.99, |tanh x| ≥ 0.99, where the
@@ -95,18 +96,51 @@ def histogram(a, bins: int = 20) -> dict:
 
 
 def all_finite(a) -> bool:
-    """True when no entry is NaN or ±Inf. Cheap first: the sum of a finite array is finite unless
-    it overflows, and only then is every entry tested. Narrower floats are summed in float64, where
-    no sum of finite float32 values overflows; a float64 sum may, which is expected, not a warning."""
-    a = to_numpy(a)
-    if a.dtype.kind not in "fc":
+    """True when no entry is NaN or ±Inf (see :func:`all_finite_together`)."""
+    return all_finite_together([a])
+
+
+def all_finite_together(arrays) -> bool:
+    """True when no entry of any of ``arrays`` is NaN or ±Inf. Cheap first: the sum of finite
+    arrays is finite unless it overflows, and only then is every entry tested. Each array is summed
+    in float64, where no sum of finite float32 values overflows (a float64 sum may, which is
+    expected, not a warning). PyTorch tensors are summed where they are and the sums added there:
+    one number crosses to the host for all of them, not every array (the probe checks a network's
+    gradients in every step; on a GPU the keypoints net's fc1 alone is 31 MB, and each read back
+    makes the host wait for the GPU)."""
+    floats = [a for a in arrays if _is_floating(a)]
+    tensors = [a for a in floats if is_torch_array(a)]
+    if tensors and not _finite_sum(tensors):
+        return False
+    return all(_finite_on_host(to_numpy(a)) for a in floats if not is_torch_array(a))
+
+
+def _is_floating(a) -> bool:
+    if is_torch_array(a):
+        return a.dtype.is_floating_point or a.dtype.is_complex
+    return np.asarray(a).dtype.kind in "fc"
+
+
+def _finite_sum(tensors) -> bool:
+    """Whether the float64 sum of every tensor's entries is finite, or, where it is not, every
+    entry still is (an overflow of the sum); read back as one number."""
+    import torch
+
+    def total(t):
+        return (torch.view_as_real(t) if t.dtype.is_complex else t).sum(dtype=torch.float64)
+
+    device = tensors[0].device
+    grand = torch.stack([total(t).to(device) for t in tensors]).sum()
+    if math.isfinite(float(grand)):
         return True
-    if a.dtype.itemsize < 8 and a.dtype.kind == "f":
-        total = float(np.sum(a, dtype=np.float64))
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = float(np.sum(a))
-    return math.isfinite(total) or bool(np.isfinite(a).all())
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def _finite_on_host(a: np.ndarray) -> bool:
+    wide = np.float64 if a.dtype.kind == "f" and a.dtype.itemsize < 8 else None
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = complex(np.sum(a, dtype=wide))
+    return cmath.isfinite(total) or bool(np.isfinite(a).all())
 
 
 def flat_params(params) -> np.ndarray:
