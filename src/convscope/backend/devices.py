@@ -52,6 +52,11 @@ def to_device(a, device: str, dtype=None):
     return a.to(device) if dtype is None else a.to(device, torch_dtype(dtype))
 
 
+def copy_array(a):
+    """A copy of an array or tensor, on its own device."""
+    return a.detach().clone() if is_torch_array(a) else np.array(a, copy=True)
+
+
 def to_numpy(a) -> np.ndarray:
     """A NumPy array of `a` (a copy to the host for a tensor)."""
     if is_torch_array(a):

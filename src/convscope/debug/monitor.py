@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convscope.backend.devices import to_numpy
+from convscope.backend.devices import copy_array
 from convscope.debug import stats
 from convscope.debug.probe import Probe
 from convscope.debug.rules import Thresholds, warnings_for
@@ -75,10 +75,9 @@ def weight_stats(params, before) -> dict:
     """‖ω‖, ‖dE/dω‖, RMS dE/dω over a layer's learnable parameters, and ‖Δω‖/‖ω‖ against the
     values ``before`` the last step (None: not known)."""
     grads = [p.grad for p in params if p.grad is not None]
-    w = stats.flat_params(p.value for p in params)
-    g = stats.flat_params(grads)
-    row = {"w_norm": stats.norm(w), "w_grad_norm": stats.norm(g) if grads else None,
-           "w_grad_rms": stats.rms(g) if grads else None, "update_ratio": None}
+    row = {"w_norm": stats.norm_of([p.value for p in params]),
+           "w_grad_norm": stats.norm_of(grads) if grads else None,
+           "w_grad_rms": stats.rms_of(grads) if grads else None, "update_ratio": None}
     if before is not None:
         row["update_ratio"] = stats.update_ratio(before, [p.value for p in params])
     return row
@@ -113,8 +112,9 @@ def peak_lr(schedule, epochs, points=100) -> float:
 
 
 def snapshot(net) -> dict:
-    """Copies of every layer's learnable parameter values, {layer: [arrays]}."""
-    return {name: [to_numpy(p.value).copy() for p in _learnable(layer)]
+    """Copies of every layer's learnable parameter values, {layer: [arrays]}, where they are (on a
+    GPU: no copy to the host, the update ratio is taken there)."""
+    return {name: [copy_array(p.value) for p in _learnable(layer)]
             for name, layer in net.layers.items() if _learnable(layer)}
 
 
