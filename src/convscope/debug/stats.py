@@ -1,7 +1,9 @@
 """Statistics of one array of a layer: what the monitor records per layer and per step.
 
-Every function takes a NumPy array (or anything ``np.asarray`` accepts) and returns plain Python
-numbers or lists, so that a record is JSON as it is.
+Every function takes a NumPy array (or anything ``np.asarray`` accepts) or a PyTorch tensor and
+returns plain Python numbers or lists, so that a record is JSON as it is. Sums over whole arrays
+(norms, RMS, the NaN checks) run where a tensor is and read one number back; statistics of
+distributions (moments, histograms, zero and dead fractions) are taken on the host.
 """
 
 from __future__ import annotations
