@@ -174,3 +174,23 @@ def test_sums_of_squares_go_a_block_at_a_time_on_the_host(monkeypatch):
     assert stats.rms_of(arrays) == pytest.approx(np.sqrt(exact / 1010), rel=1e-13)
     assert stats.sum_of_squares([np.array([3 + 4j])]) == 25.0
     assert stats.rms_of([]) == 0.0
+
+
+def test_while_a_cuda_graph_is_captured_the_probe_keeps_its_tensors_and_reads_nothing(monkeypatch):
+    """A captured step's values and gradients are the graph's own tensors, refreshed by every
+    replay: the probe keeps them for the monitor (it kept the last eager step's, so a monitored
+    --cuda-graph run recorded stale activations) and checks nothing while recording."""
+    from convscope.debug import probe as probe_module
+    from convscope.debug.probe import Probe
+
+    net = Sequential((4,), [FullyConnected(3)], loss=SoftmaxLogLoss(), dtype=np.float64, seed=0)
+    probe = Probe(net).install()
+    feed = {"input": np.ones((2, 4)), "label": np.array([0, 1])}
+    net.forward(feed, train=True)
+    eager_values = probe.values
+    monkeypatch.setattr(probe_module, "capturing", lambda: True)
+    monkeypatch.setattr(probe_module, "all_finite_together", lambda arrays: 1 / 0)  # no reads
+    captured = net.forward({**feed, "input": np.full((2, 4), np.nan)}, train=True)
+    grads = net.backward({"objective": 1.0})
+    assert probe.values is captured and probe.values is not eager_values
+    assert probe.grads is grads

@@ -133,8 +133,10 @@ class Probe:
             self._forward = self._backward = None
 
     def forward(self, feed, **kwargs):
-        if capturing():  # a CUDA-graph step is being recorded: nothing can be read back now
-            return self._forward(feed, **kwargs)
+        if capturing():  # a CUDA-graph step is being recorded: nothing can be read back now; the
+            # values are the graph's own tensors, which every replay refreshes for the monitor
+            self.values = self._forward(feed, **kwargs)
+            return self.values
         self.values = self._forward(feed, **kwargs)
         roles = self.net.roles
         ends = [self.values[v] for v in (roles["objective"], roles["prediction"])
@@ -144,7 +146,8 @@ class Probe:
 
     def backward(self, losses, **kwargs):
         if capturing():
-            return self._backward(losses, **kwargs)
+            self.grads = self._backward(losses, **kwargs)
+            return self.grads
         self.grads = self._backward(losses, **kwargs)
         grads = [p.grad for p in self.net.params().values() if p.grad is not None]
         self._check(grads, first_nonfinite_backward, self.grads)
