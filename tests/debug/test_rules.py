@@ -43,6 +43,9 @@ def test_statistics_of_one_array():
     assert stats.update_ratio([np.array([3.0, 4.0])], [np.array([3.0, 4.005])]) == \
         pytest.approx(1e-3)
     assert stats.update_ratio([np.zeros(2)], [np.ones(2)]) is None
+    # anything np.asarray accepts, as the module promises
+    assert stats.norm([3, 4]) == 5.0 and stats.rms([3, 4]) == pytest.approx(np.sqrt(12.5))
+    assert stats.update_ratio([[3.0, 4.0]], [[3.0, 4.005]]) == pytest.approx(1e-3)
     h = stats.histogram(np.array([0.0, 1.0, np.nan, 1.0]), bins=2)
     assert h == {"counts": [1, 2], "edges": [0.0, 0.5, 1.0]}
     assert not stats.all_finite(np.array([1.0, np.inf])) and stats.all_finite(np.arange(3))

@@ -58,29 +58,41 @@ def norm_of(arrays) -> float:
 
 def rms_of(arrays) -> float:
     """‖ω‖/√n over the n entries of all ``arrays``; 0 when there are none."""
+    arrays = _arrays(arrays)
     n = sum(math.prod(a.shape) for a in arrays)
     return math.sqrt(sum_of_squares(arrays) / n) if n else 0.0
+
+
+def _arrays(values) -> list:
+    """Tensors as they are, anything else as a NumPy array."""
+    return [a if is_torch_array(a) else np.asarray(a) for a in values]
 
 
 def sum_of_squares(arrays) -> float:
     """Σ |a_i|² over every entry of ``arrays``, accumulated in float64 without joining or widening
     whole arrays: PyTorch tensors where they are, read back as one number (the keypoints net's fc1
     is 7.7 million weights, on a GPU); NumPy arrays a block at a time."""
+    arrays = _arrays(arrays)
     tensors = [a for a in arrays if is_torch_array(a)]
-    total = sum(_host_squares(np.asarray(a)) for a in arrays if not is_torch_array(a))
+    total = sum(_host_squares(a) for a in arrays if not is_torch_array(a))
     if tensors:
         import torch
 
-        device = tensors[0].device
-        squares = [torch.linalg.vector_norm(t, dtype=_wide(t)).to(device) ** 2 for t in tensors]
-        total += float(torch.stack(squares).sum())
+        def squares(t):  # widened inside the kernel: no float64 copy of t
+            wide = torch.complex128 if t.dtype.is_complex else torch.float64
+            return torch.linalg.vector_norm(t, dtype=wide) ** 2
+
+        total += _summed_on_device(tensors, squares)
     return float(total)
 
 
-def _wide(t):
+def _summed_on_device(tensors, per_tensor) -> float:
+    """Σ over ``tensors`` of ``per_tensor(t)`` (a 0-d tensor), added on the first tensor's device
+    and read back as one number: each read makes a GPU's host wait, so one per statistic."""
     import torch
 
-    return torch.complex128 if t.dtype.is_complex else torch.float64
+    device = tensors[0].device
+    return float(torch.stack([per_tensor(t).to(device) for t in tensors]).sum())
 
 
 SQUARES_BLOCK = 1 << 20  # entries widened to float64 at a time
@@ -171,9 +183,7 @@ def _finite_sum(tensors) -> bool:
     def total(t):
         return (torch.view_as_real(t) if t.dtype.is_complex else t).sum(dtype=torch.float64)
 
-    device = tensors[0].device
-    grand = torch.stack([total(t).to(device) for t in tensors]).sum()
-    if math.isfinite(float(grand)):
+    if math.isfinite(_summed_on_device(tensors, total)):
         return True
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -188,6 +198,7 @@ def _finite_on_host(a: np.ndarray) -> bool:
 def update_ratio(before, after) -> float | None:
     """The update-to-weight ratio ‖Δω‖/‖ω‖ = ‖ω_after − ω_before‖/‖ω_before‖ of one SGD step (a
     healthy step is about 1e-3), over a layer's parameter arrays; None when ‖ω‖ = 0."""
+    before, after = _arrays(before), _arrays(after)
     scale = norm_of(before)
     if scale <= 0:
         return None
