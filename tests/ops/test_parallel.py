@@ -183,3 +183,42 @@ def test_worker_parts_keep_the_callers_numpy_error_state(monkeypatch):
         warnings.simplefilter("error")
         parts = parallel.over_batch(_overflows_outside_the_first_part, 64)
     assert np.isinf(parts[1]).all() and np.isfinite(parts[0]).all()
+
+
+AFFINITY = hasattr(__import__("os"), "sched_setaffinity") and parallel._SCHED_GETCPU is not None
+
+
+@pytest.mark.skipif(not AFFINITY or len(__import__("os").sched_getaffinity(0)) < 2,
+                    reason="needs Linux thread affinity and two cores")
+def test_workers_may_run_on_every_core_but_the_callers(monkeypatch):
+    """A worker woken while its caller runs must not queue behind it on the caller's core."""
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    monkeypatch.setattr(parallel, "thread_count", lambda: 2)
+    seen = []
+    for core in (cores[0], cores[-1], cores[0]):  # the caller moves: the workers follow
+        monkeypatch.setattr(parallel, "_SCHED_GETCPU", lambda core=core: core)
+
+        def where(part):
+            return os.sched_getaffinity(0)  # the affinity of the thread running this part
+
+        worker_cores = parallel.over_batch(where, 32)[1]
+        seen.append(worker_cores)
+        assert worker_cores == set(cores) - {core}
+    assert seen[0] != seen[1]
+
+
+@pytest.mark.skipif(not AFFINITY, reason="needs Linux thread affinity")
+def test_a_refused_affinity_change_leaves_the_workers_where_they_are(monkeypatch):
+    refused, tried = [], []
+
+    def refuse(*args):
+        refused.append(args)
+        raise PermissionError("not allowed here")
+
+    monkeypatch.setattr(parallel, "thread_count", lambda: 2)
+    monkeypatch.setattr(parallel.os, "sched_setaffinity", refuse)
+    monkeypatch.setattr(parallel, "_SCHED_GETCPU", lambda: tried.append(1) or 10**6)  # a new core
+    assert parallel.over_batch(lambda p: p.start, 32) == [0, 16]
+    assert tried and refused

@@ -12,6 +12,14 @@ the batch in two parts, 300 ms with one thread and no parts). Samples are indepe
 convolution and pooling, so the parts' results are slices of the whole; a filter gradient is the
 sum of the parts'.
 
+A worker woken while its caller runs may be queued on the caller's own core and start only when
+the caller waits for it (the virtual machines measured here did that after every pause: LeNet-5's
+pool1, forward + backward, ran its two halves one after the other). Each split call therefore
+first forbids the workers the core the caller is on (`keep_off_callers_cpu`), which holds only
+until the caller moves: with it, pool1 called alone, after a pause as in benchmarks/ops.py, went
+from 1.25–1.49× PyTorch's time to 0.83–0.91×; a whole training step, whose kernels follow one
+another with the workers awake, is unchanged.
+
 CONVSCOPE_NUM_THREADS sets the number of parts (default: the number of cores; 1 turns splitting
 off and leaves BLAS alone). A BLAS thread count the user set (OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS, MKL_NUM_THREADS) is respected.
@@ -20,6 +28,7 @@ OMP_NUM_THREADS, MKL_NUM_THREADS) is respected.
 from __future__ import annotations
 
 import contextvars
+import ctypes
 import functools
 import os
 import queue
@@ -51,7 +60,9 @@ class _Worker:
 
     def __init__(self, number: int):
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._run, name=f"convscope-{number}", daemon=True).start()
+        self.thread = threading.Thread(target=self._run, name=f"convscope-{number}", daemon=True)
+        self.thread.start()
+        self.kept_off: int | None = None  # the CPU this worker may not run on
 
     def _run(self) -> None:
         _local.in_part = True
@@ -118,7 +129,9 @@ def over_batch(fn, n: int) -> list:
     if len(parts) == 1 or getattr(_local, "in_part", False):
         return [fn(part) for part in parts]
     outbox: queue.SimpleQueue = queue.SimpleQueue()
-    for index, (worker, part) in enumerate(zip(_workers(len(parts) - 1), parts[1:]), start=1):
+    workers = _workers(len(parts) - 1)
+    keep_off_callers_cpu(workers)
+    for index, (worker, part) in enumerate(zip(workers, parts[1:]), start=1):
         in_callers_context = contextvars.copy_context().run  # e.g. np.errstate, a context variable
         worker.inbox.put((functools.partial(in_callers_context, fn), part, index, outbox))
     results, failure = [None] * len(parts), None
@@ -136,3 +149,34 @@ def over_batch(fn, n: int) -> list:
     if failure is not None:
         raise failure
     return results
+
+
+def _cpu_getter():
+    """glibc's sched_getcpu (the core the calling thread runs on now), or None without one."""
+    try:
+        return ctypes.CDLL(None).sched_getcpu
+    except (OSError, AttributeError, TypeError):  # not glibc, not Linux
+        return None
+
+
+_SCHED_GETCPU = _cpu_getter()
+
+
+def keep_off_callers_cpu(workers: list[_Worker]) -> None:
+    """Let the workers run on every core of this process but the caller's current one (one
+    affinity change per worker each time the caller has moved), so that a woken worker starts
+    on another core at once. Best effort: nothing where the system has no such calls or refuses."""
+    if _SCHED_GETCPU is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cpu = _SCHED_GETCPU()
+    moved = [worker for worker in workers if worker.kept_off != cpu]
+    if not moved or cpu < 0:
+        return
+    others = os.sched_getaffinity(0) - {cpu}
+    for worker in moved:
+        worker.kept_off = cpu
+        try:
+            if others:
+                os.sched_setaffinity(worker.thread.native_id, others)
+        except OSError:  # e.g. a container that forbids it: the workers go where the system puts them
+            pass
