@@ -13,6 +13,8 @@ Prints the median time per step and the ratio to PyTorch eager (below 1: faster 
 contenders take turns, repeat by repeat (benchmarks/timing.py).
 CUDA timings use CUDA events. With --epoch, also one whole epoch of LeNet-5 on MNIST (60,000 images,
 read with convscope.data from --data-dir; on the CPU convscope-numpy too, unless --no-numpy).
+A row whose contenders would not fit in the free memory (the host's, or the GPU's on CUDA) is
+printed as skipped, with the estimate: the keypoints net at batch 1024 needs more than 24 GB.
 
     python benchmarks/train_step.py                       # CPU: numpy, torch, pytorch
     python benchmarks/train_step.py --device cuda --epoch --data-dir local_data
@@ -46,6 +48,30 @@ def batch(name, n, rng):
     y = rng.standard_normal((n, 15, 2)).astype(np.float32) if name == "keypoints_net2" else (
         rng.integers(0, 10, n))
     return x, y
+
+
+PEAK_PER_VALUE = 3  # a contender's peak memory per byte of one step's forward values (keypoints
+# net, batch 128, peak resident growth: convscope-numpy 2.9, convscope-torch 2.7, PyTorch 1.8)
+
+
+def forward_bytes(name) -> int:
+    """Bytes of the forward values (activations) of one sample in zoo model `name`."""
+    x, y = batch(name, 1, np.random.default_rng(0))
+    values = zoo.create(name).forward({"input": x, "label": y}, train=True, rng=np.random.default_rng(0))
+    return sum(getattr(v, "nbytes", 0) for v in values.values())
+
+
+def free_bytes(device) -> int | None:
+    """Memory free for the contenders: the GPU's on CUDA, else the host's MemAvailable (None
+    where /proc/meminfo is missing)."""
+    if device.startswith("cuda"):
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = next(line.split()[1] for line in meminfo if line.startswith("MemAvailable:"))
+        return int(kib) * 1024
+    except (OSError, StopIteration):
+        return None
 
 
 def timed_by(device):
@@ -139,6 +165,11 @@ def run_table(args) -> None:
     print("| --- | ---: |" + " ---: |" * (2 * len(columns) - 1))
     for name in args.models:
         for n in args.batches:
+            need, free = len(columns) * PEAK_PER_VALUE * forward_bytes(name) * n, free_bytes(args.device)
+            if free is not None and need > free:  # all contenders live at once, taking turns
+                print(f"| {name} | {n} | skipped: the {len(columns)} contenders need about "
+                      f"{need / 1e9:.0f} GB, {free / 1e9:.0f} GB is free |", flush=True)
+                continue
             x, y = batch(name, n, rng)
             steps = {}
             for column in columns:
@@ -155,6 +186,7 @@ def run_table(args) -> None:
             ms = " | ".join(f"{times[c] * 1e3:.3f}" for c in columns)
             ratios = " | ".join(f"{times[c] / base:.2f}" for c in columns if c != "pytorch")
             print(f"| {name} | {n} | {ms} | {ratios} |", flush=True)
+            del steps  # before the next row measures the free memory
 
 
 def run_epoch(args) -> None:
