@@ -55,3 +55,28 @@ def test_the_doctor_section_plots_the_range_test_it_ran(run_dir, tmp_path):
     fig = figures.lr_range(report.lr_range, report.recommended_lr, report.configured_lr)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "configured η = 0.02" in labels and any(s.startswith("recommended η*") for s in labels)
+
+
+def test_each_layer_keeps_one_colour_on_every_trend_panel_and_the_legend_names_it(run_dir):
+    """The weight panels hold only conv and fc layers, the others every layer: a colour cycle
+    restarted per panel gave relu1 on one panel conv2's colour on another."""
+    from convscope.debug.monitor import read_monitor
+
+    records = read_monitor(run_dir)
+    fig = figures.layer_trends(records)
+    legend = {t.get_text(): h.get_color() for t, h in
+              zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    drawn = {layer for r in records if "t" in r for layer in [r["layer"]]}
+    assert set(legend) == drawn and len(set(map(tuple, legend.values()))) == len(legend)
+    for ax, (key, _, _) in zip(fig.axes, figures.TRENDS):
+        layers = list(figures._by_layer(records, key))
+        assert [tuple(line.get_color()) for line in ax.get_lines() if line.get_linestyle() == "-"] \
+            == [tuple(legend[layer]) for layer in layers], key
+
+
+def test_the_report_shows_a_bar_over_its_sections_when_asked(run_dir, capsys):
+    write_report(run_dir, samples=50, progress=True)
+    out = capsys.readouterr().out
+    assert "report" in out and "10/10" in out
+    write_report(run_dir, samples=50, progress=False)
+    assert capsys.readouterr().out == ""

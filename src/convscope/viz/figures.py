@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from convscope import ops  # noqa: E402
 
@@ -98,21 +99,22 @@ TRENDS = (("w_grad_rms", "RMS dE/dω per layer", True),
 
 def layer_trends(records) -> plt.Figure:
     """Per-layer statistics over time (epochs): weight gradients, output gradients, activation
-    spread and update ratios, one line per layer."""
+    spread and update ratios, one line per layer, each layer in one colour on every panel (the
+    weight panels hold only the layers with weights) and named in the legend."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    layers = list(dict.fromkeys(r["layer"] for r in records if "t" in r and "layer" in r))
+    colours = {layer: plt.get_cmap("tab20")(i % 20) for i, layer in enumerate(layers)}
     for ax, (key, title, log) in zip(axes.flat, TRENDS):
         for layer, (ts, vs) in _by_layer(records, key).items():
-            ax.plot(ts, vs, label=layer, linewidth=1.2)
+            ax.plot(ts, vs, color=colours[layer], linewidth=1.2)
         if log:
             ax.set_yscale("log")
         if key == "update_ratio":
             ax.axhline(1e-3, color="gray", linestyle=":")
         ax.set(title=title, xlabel="epoch")
         ax.grid(alpha=0.3)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if not handles:
-        handles, labels = axes.flat[2].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=8)
+    fig.legend(handles=[Line2D([], [], color=colours[layer], label=layer) for layer in layers],
+               loc="center right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.87, 1))
     return fig
 
@@ -169,6 +171,7 @@ def filters(w, title="first layer's filters") -> plt.Figure:
         ax.axis("off")
     axes_names = "T'×H'×W'×D×K" if w.ndim == 5 else "H'×W'×D×K"
     fig.suptitle(f"{title}: {'×'.join(map(str, w.shape))} ({axes_names})")
+    fig.tight_layout()
     return fig
 
 

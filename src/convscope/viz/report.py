@@ -12,10 +12,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from convscope.debug.diagnosis import diagnose, read_metrics
 from convscope.debug.doctor import DOCTOR_FILE, DoctorReport
@@ -54,7 +57,7 @@ def png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=80)  # each figure lays itself out (tight_layout)
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -143,36 +146,39 @@ def prediction_figure(model: Model):
     return figures.keypoints(model.x, predicted, model.y)
 
 
-def sections(run_dir, doctor, samples) -> list[Section]:
+def sections(run_dir, doctor, samples, *, progress=False) -> list[Section]:
+    """The page's sections in order, drawn one by one (a tqdm bar with ``progress``: matplotlib
+    takes a second or two for each figure of many axes)."""
     history, records = read_metrics(run_dir), read_monitor(run_dir)
     model = load_model(run_dir, samples)
     no_model = None if model is not None else "no trained model (model.safetensors) in the run"
     no_records = None if any("t" in r for r in records) else (
         "no monitor.jsonl: train with the monitor on (convscope.debug.Monitor)")
     w = first_filters(model.net) if model else None
-    out = [
-        figure_section("curves", "objective and error", lambda: figures.curves(history),
-                       None if history else "no metrics.csv in the run"),
-        figure_section("layer-trends", "gradients and activations per layer over the epochs",
-                       lambda: figures.layer_trends(records), no_records),
-        figure_section("act-histograms", "activation histograms",
-                       lambda: figures.histograms(records, "act"), no_records),
-        figure_section("grad-histograms", "gradient histograms",
-                       lambda: figures.histograms(records, "grad"), no_records),
-        figure_section("filters", "first layer's filters", lambda: figures.filters(w),
-                       no_model or (None if w is not None else "the network has no "
-                                                               "convolution")),
-        figure_section("feature-maps", "feature maps of one input through every layer",
-                       lambda: figures.feature_maps(
-                           model.net, model.transforms.input(model.x[:1])), no_model),
-        figure_section("predictions", "predictions on the test split",
-                       lambda: prediction_figure(model), no_model),
-        doctor_section(doctor),
-        diagnosis_section(history, records),
-        figure_section("activations", "activation functions and their derivatives",
-                       figures.activations, None),
+    parts = [
+        partial(figure_section, "curves", "objective and error", lambda: figures.curves(history),
+                None if history else "no metrics.csv in the run"),
+        partial(figure_section, "layer-trends", "gradients and activations per layer over the epochs",
+                lambda: figures.layer_trends(records), no_records),
+        partial(figure_section, "act-histograms", "activation histograms",
+                lambda: figures.histograms(records, "act"), no_records),
+        partial(figure_section, "grad-histograms", "gradient histograms",
+                lambda: figures.histograms(records, "grad"), no_records),
+        partial(figure_section, "filters", "first layer's filters", lambda: figures.filters(w),
+                no_model or (None if w is not None else "the network has no convolution")),
+        partial(figure_section, "feature-maps", "feature maps of one input through every layer",
+                lambda: figures.feature_maps(model.net, model.transforms.input(model.x[:1])),
+                no_model),
+        partial(figure_section, "predictions", "predictions on the test split",
+                lambda: prediction_figure(model), no_model),
+        partial(doctor_section, doctor),
+        partial(diagnosis_section, history, records),
+        partial(figure_section, "activations", "activation functions and their derivatives",
+                figures.activations, None),
     ]
-    return out
+    bar = tqdm(parts, desc="report", unit="section", leave=False, disable=not progress,
+               file=sys.stdout)
+    return [part() for part in bar]
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
@@ -187,17 +193,18 @@ def render(title, parts) -> str:
             f"</body></html>\n")
 
 
-def write_report(run_dir, *, doctor=None, samples=2000) -> Path:
+def write_report(run_dir, *, doctor=None, samples=2000, progress=None) -> Path:
     """Write ``run_dir/report.html`` and return its path. ``doctor``: a
     :class:`~convscope.debug.DoctorReport` (default: the run's ``doctor.json`` if there is one);
-    ``samples``: how many test images the predictions figure uses."""
+    ``samples``: how many test images the predictions figure uses; ``progress``: a bar over the
+    sections (default: only when stdout is a terminal)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"report: {run_dir} is not a run folder")
     if doctor is None and (run_dir / DOCTOR_FILE).exists():
         doctor = DoctorReport.load(run_dir / DOCTOR_FILE)
+    progress = sys.stdout.isatty() if progress is None else progress
     path = run_dir / REPORT_FILE
-    path.write_text(render(f"convscope report: {run_dir.name}", sections(run_dir, doctor,
-                                                                          samples)),
-                    encoding="utf-8")
+    parts = sections(run_dir, doctor, samples, progress=progress)
+    path.write_text(render(f"convscope report: {run_dir.name}", parts), encoding="utf-8")
     return path
