@@ -95,6 +95,29 @@ def test_a_cuda_graph_refuses_adam_whose_step_count_it_would_freeze():
     validate({**DEFAULTS, "device": "cuda", "cuda_graph": True})  # momentum: capturable
 
 
+@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="CUDA graphs: CONVSCOPE_TEST_DEVICE=cuda")
+def test_a_monitored_cuda_graph_run_records_its_replays_as_the_eager_run_records_its_steps(digits):
+    """Replays never pass through the probe: the monitor must read the graph's own tensors, which
+    every replay refreshes (it recorded the last eager step's activations until the twelfth
+    session). Steps 4–10 of the epoch are replays (3 warm-up steps, then the capture)."""
+    from convscope.debug import Monitor
+
+    records = {}
+    for graph in (False, True):
+        net = zoo.lenet5(dtype=np.float64, seed=3).to(DEVICE)
+        trainer = Trainer(net, Nesterov(0.05, 0.9), digits, epochs=1, batch_size=32, seed=5,
+                          progress=False, log=lambda *_: None, cuda_graph=graph)
+        monitor = Monitor(every=1).attach(trainer)
+        trainer.fit()
+        records[graph] = [(r["step"], r["layer"], r["act_std"], r["grad_rms"])
+                          for r in monitor.records if r.get("act_std") is not None]
+    eager, replayed = records[False], records[True]
+    assert len(eager) == len(replayed) and {r[0] for r in eager} == set(range(10))
+    for a, b in zip(eager, replayed, strict=True):
+        assert a[:2] == b[:2] and b[2:] == pytest.approx(a[2:], rel=1e-9), a[:2]
+    assert len({r[2] for r in replayed if r[1] == "conv1"}) == 10  # no step repeats another's
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
 def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer):
     """The torch update groups parameters by learning-rate factor and applies each weight-decay
