@@ -207,6 +207,8 @@ def test_workers_may_run_on_every_core_but_the_callers(monkeypatch):
         seen.append(worker_cores)
         assert worker_cores == set(cores) - {core}
     assert seen[0] != seen[1]
+    monkeypatch.setattr(parallel, "thread_count", lambda: len(cores) + 1)  # more workers than others
+    assert all(c == set(cores) for c in parallel.over_batch(where, 16 * (len(cores) + 1))[1:])
 
 
 @pytest.mark.skipif(not AFFINITY, reason="needs Linux thread affinity")

@@ -62,7 +62,7 @@ class _Worker:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, name=f"convscope-{number}", daemon=True)
         self.thread.start()
-        self.kept_off: int | None = None  # the CPU this worker may not run on
+        self.placement: tuple | None = None  # (the caller's core, workers) it was placed for
 
     def _run(self) -> None:
         _local.in_part = True
@@ -164,19 +164,21 @@ _SCHED_GETCPU = _cpu_getter()
 
 def keep_off_callers_cpu(workers: list[_Worker]) -> None:
     """Let the workers run on every core of this process but the caller's current one (one
-    affinity change per worker each time the caller has moved), so that a woken worker starts
-    on another core at once. Best effort: nothing where the system has no such calls or refuses."""
+    affinity change per worker each time the caller moves), so that a woken worker starts on
+    another core at once; more workers than other cores may use every core. Best effort: nothing
+    where the system has no such calls or refuses."""
     if _SCHED_GETCPU is None or not hasattr(os, "sched_setaffinity"):
         return
-    cpu = _SCHED_GETCPU()
-    moved = [worker for worker in workers if worker.kept_off != cpu]
-    if not moved or cpu < 0:
+    placement = (_SCHED_GETCPU(), len(workers))
+    moved = [worker for worker in workers if worker.placement != placement]
+    if not moved or placement[0] < 0:
         return
-    others = os.sched_getaffinity(0) - {cpu}
+    allowed = os.sched_getaffinity(0)
+    others = allowed - {placement[0]}
+    cores = others if len(others) >= len(workers) else allowed
     for worker in moved:
-        worker.kept_off = cpu
+        worker.placement = placement
         try:
-            if others:
-                os.sched_setaffinity(worker.thread.native_id, others)
+            os.sched_setaffinity(worker.thread.native_id, cores)
         except OSError:  # e.g. a container that forbids it: the workers go where the system puts them
             pass
