@@ -14,7 +14,7 @@ from convscope.train import Trainer
 from convscope.train.config import DEFAULTS, validate
 from convscope.train.datasets import load_split
 from convscope.train.optim import Adam, Nesterov
-from convscope.train.step import CudaGraphStep
+from convscope.train.step import CudaGraphStep, train_step
 
 DEVICE = os.environ.get("CONVSCOPE_TEST_DEVICE", "cpu")
 
@@ -311,3 +311,64 @@ def test_training_checkpoint_resumes_on_the_other_backend(saved_on, resumed_on, 
     buffers = resumed.optimizer.state_arrays()
     for name, v in saved.optimizer.state_arrays().items():
         assert _relative_difference(buffers[name], v) < 1e-5, name
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_a_captured_update_reads_eta_and_alpha_from_its_device_scalars(optimizer):
+    """While a CUDA graph is captured the multi-tensor update must read η and α from the scalars
+    the graph replays with (CudaGraphStep fills them each step), not the numbers of the moment of
+    capture: the same steps with the numbers moved into scalars, and the numbers themselves made
+    useless, reach the weights of the plain update."""
+    from convscope.nn.parameter import Parameter
+    from convscope.train.optim import make_optimizer
+
+    rng = np.random.default_rng(8)
+    factors = [(1.0, 1.0), (0.1, 0.0), (1.0, 2.0)]  # (c_η, c_λ)
+    values = [rng.standard_normal((4, 3)) for _ in factors]
+    grads = [[rng.standard_normal((4, 3)) for _ in factors] for _ in range(4)]
+    schedule = [(0.1, 0.9), (0.05, 0.95), (0.02, 0.5), (0.2, 0.99)]  # (η, α) per step
+    results = {}
+    for live in (False, True):
+        params = {f"p{i}": Parameter(torch.from_numpy(v.copy()), lr_factor=lr, decay_factor=decay)
+                  for i, (v, (lr, decay)) in enumerate(zip(values, factors, strict=True))}
+        opt = make_optimizer(optimizer, lr=0.1, weight_decay=0.01)
+        if live:
+            opt.scalars = {name: torch.zeros((), dtype=torch.float64) for name in opt.live}
+        for (lr, momentum), step in zip(schedule, grads, strict=True):
+            for p, g in zip(params.values(), step, strict=True):
+                p.grad = torch.from_numpy(g.copy())
+            opt.lr, opt.momentum = lr, momentum
+            if live:
+                for name, scalar in opt.scalars.items():
+                    scalar.fill_(getattr(opt, name))
+                opt.lr, opt.momentum = float("nan"), float("nan")  # what a replay never sees
+            opt.step(params)
+        results[live] = [p.value.numpy() for p in params.values()]
+    assert set(opt.live) == ({"lr"} if optimizer == "sgd" else {"lr", "momentum"})
+    for a, b in zip(results[False], results[True], strict=True):
+        assert np.all(np.isfinite(b)) and np.max(np.abs(a - b)) < 1e-14
+
+
+@pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="CUDA graphs: CONVSCOPE_TEST_DEVICE=cuda")
+def test_a_cuda_graph_follows_a_per_step_schedule_of_eta_and_alpha_with_one_capture(digits):
+    """The lecture's schedules change η (and α) every step: the graph reads them from device
+    scalars, so ten steps under a ramp capture once and reach the eager steps' weights (before,
+    every step captured anew)."""
+    x, y = digits[0][:320].reshape(10, 32, 28, 28, 1), digits[1][:320].reshape(10, 32)
+    weights = {}
+    for graph in (False, True):
+        net = zoo.lenet5(dtype=np.float64, seed=3).to(DEVICE)
+        opt = Nesterov(0.05, 0.9, weight_decay=5e-4)
+        step = CudaGraphStep(net, opt) if graph else None
+        for i in range(10):
+            opt.lr, opt.momentum = 0.05 * (1 - i / 10), 0.9 + 0.009 * i
+            feed = {"input": torch.from_numpy(x[i]).to(DEVICE), "label": torch.from_numpy(y[i]).to(DEVICE)}
+            if graph:
+                step(feed["input"], feed["label"])
+            else:
+                train_step(net, opt, feed)
+        weights[graph] = net.state_dict()
+        if graph:
+            assert step.captures == 1
+    for name, a in weights[False].items():
+        assert np.max(np.abs(a - weights[True][name])) < 1e-9 * max(1.0, np.max(np.abs(a))), name

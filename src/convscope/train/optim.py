@@ -27,6 +27,7 @@ class Optimizer(abc.ABC):
 
     slots: tuple[str, ...] = ()
     steps_differ = False  # whether the update changes with the step count t (a CUDA graph cannot)
+    live: tuple[str, ...] = ()  # hyper-parameters a captured update reads from `scalars` (see value)
 
     def __init__(self, lr=0.01, *, weight_decay=0.0):
         if lr < 0 or weight_decay < 0:
@@ -37,6 +38,14 @@ class Optimizer(abc.ABC):
         self.t = 0
         self.steps: dict[str, int] = {}  # per parameter, where the update depends on t
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.scalars: dict | None = None  # while a CUDA graph is captured: name → 0-dim tensor
+
+    def value(self, name):
+        """Hyper-parameter ``name`` (η, α) as the multi-tensor update reads it: the number, or,
+        while a CUDA graph is captured, the device scalar in ``scalars`` (one of ``live``) that
+        the graph reads on every replay, so that a schedule changing η or α every step needs no
+        new capture (:class:`~convscope.train.step.CudaGraphStep` fills it before each replay)."""
+        return self.scalars[name] if self.scalars and name in self.scalars else getattr(self, name)
 
     def step(self, params) -> None:
         """One update of every learnable parameter in ``params`` (a name → Parameter mapping)."""
@@ -75,7 +84,7 @@ class Optimizer(abc.ABC):
             values = [p.value for _, p in members]
             grads = self._foreach_decayed([p.grad for _, p in members], members, torch)
             slots = {s: [self._slots(name, p)[s] for name, p in members] for s in self.slots}
-            self.foreach_update(values, grads, slots, self.lr * lr_factor)
+            self.foreach_update(values, grads, slots, self.value("lr") * lr_factor)
 
     def _foreach_decayed(self, grads, members, torch) -> list:
         """∇ + λ·c_λ·ω for each parameter, one multi-tensor kernel per decay factor c_λ ≠ 0."""
@@ -151,16 +160,27 @@ def _beside(a, b) -> bool:
     return type(a) is type(b) and getattr(a, "device", None) == getattr(b, "device", None)
 
 
+def _add_scaled(targets, tensors, scale) -> None:
+    """targets_i += scale · tensors_i: one fused multi-tensor kernel for a number; the products
+    first for a 0-dim tensor (a live η or α, see :meth:`Optimizer.value`)."""
+    import torch
+
+    if is_torch_array(scale):
+        torch._foreach_add_(targets, torch._foreach_mul(tensors, scale))
+    else:
+        torch._foreach_add_(targets, tensors, alpha=scale)
+
+
 class SGD(Optimizer):
     """Vanilla SGD: ω ← ω − η ∇."""
+
+    live = ("lr",)
 
     def update(self, grad, slots, lr, t):
         return -lr * grad
 
     def foreach_update(self, values, grads, slots, lr):
-        import torch
-
-        torch._foreach_add_(values, grads, alpha=-lr)
+        _add_scaled(values, grads, -lr)
 
 
 class Momentum(Optimizer):
@@ -170,6 +190,7 @@ class Momentum(Optimizer):
     """
 
     slots = ("v",)
+    live = ("lr", "momentum")
 
     def __init__(self, lr=0.01, momentum=0.9, *, weight_decay=0.0):
         super().__init__(lr, weight_decay=weight_decay)
@@ -187,8 +208,8 @@ class Momentum(Optimizer):
     def foreach_update(self, values, grads, slots, lr):
         import torch
 
-        torch._foreach_mul_(slots["v"], self.momentum)
-        torch._foreach_add_(slots["v"], grads, alpha=-lr)
+        torch._foreach_mul_(slots["v"], self.value("momentum"))
+        _add_scaled(slots["v"], grads, -lr)
         self._apply(values, grads, slots["v"], lr)
 
     def _apply(self, values, grads, v, lr):
@@ -212,10 +233,8 @@ class Nesterov(Momentum):
 
     def _apply(self, values, grads, v, lr):
         """ω ← ω + α v − η ∇."""
-        import torch
-
-        torch._foreach_add_(values, v, alpha=self.momentum)
-        torch._foreach_add_(values, grads, alpha=-lr)
+        _add_scaled(values, v, self.value("momentum"))
+        _add_scaled(values, grads, -lr)
 
 
 class Adam(Optimizer):

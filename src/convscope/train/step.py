@@ -26,8 +26,11 @@ class CudaGraphStep:
 
     The first ``warmup`` calls run eagerly (on a side stream, as capture requires; they are real
     training steps); the next call records the step into a graph and replays it, and every later
-    call copies the batch into the graph's static input tensors and replays. The graph bakes in the
-    optimiser's hyper-parameters (η, α), so a schedule that changes them triggers a new capture.
+    call copies the batch into the graph's static input tensors and replays. The optimiser's
+    ``live`` hyper-parameters (η, and α for momentum: what the lecture's schedules change every
+    step) are device scalars that the graph reads and each call fills; any other hyper-parameter
+    (weight decay λ; η of RMSProp or AdaGrad) is baked in, and a change triggers a new capture.
+    ``captures`` counts them.
     Batches must keep one shape (drop or run eagerly a last partial batch). Layers that draw on the
     host during the step (dropout masks come from a NumPy generator) cannot be captured, nor an
     optimiser whose update changes with the step count (Adam's bias corrections 1 − βᵗ: a graph
@@ -53,6 +56,8 @@ class CudaGraphStep:
         self.net, self.optimizer, self.warmup = net, optimizer, warmup
         self.torch = torch
         self.calls, self.graph, self.static, self.values, self.hyper = 0, None, None, None, None
+        self.scalars: dict | None = None  # the live hyper-parameters' device scalars
+        self.captures = 0
 
     def _feed(self, x, y):
         roles = self.net.roles
@@ -61,8 +66,8 @@ class CudaGraphStep:
     def __call__(self, x, y) -> dict:
         torch = self.torch
         x, y = self._feed(x, y)
-        hyper = self.optimizer.hyper()
-        hyper.pop("t", None)
+        hyper = {k: v for k, v in self.optimizer.hyper().items()
+                 if k != "t" and k not in self.optimizer.live}
         if self.calls < self.warmup:
             self.calls += 1
             stream = torch.cuda.Stream()
@@ -73,6 +78,8 @@ class CudaGraphStep:
             return values
         if self.graph is None or hyper != self.hyper or x.shape != self.static[0].shape:
             self._capture(x, y, hyper)
+        for name, scalar in self.scalars.items():
+            scalar.fill_(getattr(self.optimizer, name))
         self.static[0].copy_(x)
         self.static[1].copy_(y)
         self.graph.replay()
@@ -85,9 +92,18 @@ class CudaGraphStep:
 
     def _capture(self, x, y, hyper) -> None:
         torch = self.torch
+        if self.scalars is None:
+            like = next(iter(self.net.params().values())).value
+            self.scalars = {name: torch.zeros((), dtype=like.dtype, device=like.device)
+                            for name in self.optimizer.live}
         self.static = (x.clone(), y.clone())
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.values = self._step(*self.static)
+        self.optimizer.scalars = self.scalars
+        try:
+            with torch.cuda.graph(self.graph):
+                self.values = self._step(*self.static)
+        finally:
+            self.optimizer.scalars = None  # eager steps (a last partial batch) read the numbers
         self.optimizer.t -= 1  # capture records the step without running it
         self.hyper = hyper
+        self.captures += 1
