@@ -84,7 +84,7 @@ class Optimizer(abc.ABC):
             values = [p.value for _, p in members]
             grads = self._foreach_decayed([p.grad for _, p in members], members, torch)
             slots = {s: [self._slots(name, p)[s] for name, p in members] for s in self.slots}
-            self.foreach_update(values, grads, slots, self.value("lr") * lr_factor)
+            self.foreach_update(values, grads, slots, self.value("lr"), lr_factor)
 
     def _foreach_decayed(self, grads, members, torch) -> list:
         """∇ + λ·c_λ·ω for each parameter, one multi-tensor kernel per decay factor c_λ ≠ 0."""
@@ -160,15 +160,15 @@ def _beside(a, b) -> bool:
     return type(a) is type(b) and getattr(a, "device", None) == getattr(b, "device", None)
 
 
-def _add_scaled(targets, tensors, scale) -> None:
-    """targets_i += scale · tensors_i: one fused multi-tensor kernel for a number; the products
-    first for a 0-dim tensor (a live η or α, see :meth:`Optimizer.value`)."""
+def _times(tensors, scale):
+    """scale · tensors_i as (products, alpha) with alpha · products_i = scale · tensors_i, for a
+    fused ``torch._foreach_add_(…, alpha=…)``: the tensors and alpha = scale for a number; for a
+    0-dim tensor (a live η or α, see :meth:`Optimizer.value`) the products, once, and alpha = 1."""
     import torch
 
     if is_torch_array(scale):
-        torch._foreach_add_(targets, torch._foreach_mul(tensors, scale))
-    else:
-        torch._foreach_add_(targets, tensors, alpha=scale)
+        return torch._foreach_mul(tensors, scale), 1.0
+    return tensors, scale
 
 
 class SGD(Optimizer):
@@ -179,8 +179,12 @@ class SGD(Optimizer):
     def update(self, grad, slots, lr, t):
         return -lr * grad
 
-    def foreach_update(self, values, grads, slots, lr):
-        _add_scaled(values, grads, -lr)
+    def foreach_update(self, values, grads, slots, lr, lr_factor):
+        """ω ← ω − η c_η ∇ (η: a number or a live scalar)."""
+        import torch
+
+        eta_grads, eta = _times(grads, lr)
+        torch._foreach_add_(values, eta_grads, alpha=-eta * lr_factor)
 
 
 class Momentum(Optimizer):
@@ -205,14 +209,16 @@ class Momentum(Optimizer):
         v -= lr * grad
         return v
 
-    def foreach_update(self, values, grads, slots, lr):
+    def foreach_update(self, values, grads, slots, lr, lr_factor):
+        """v ← α v − η c_η ∇, then :meth:`_apply` (η, α: numbers or live scalars)."""
         import torch
 
+        eta_grads, eta = _times(grads, lr)  # η ∇ = eta · eta_grads
         torch._foreach_mul_(slots["v"], self.value("momentum"))
-        _add_scaled(slots["v"], grads, -lr)
-        self._apply(values, grads, slots["v"], lr)
+        torch._foreach_add_(slots["v"], eta_grads, alpha=-eta * lr_factor)
+        self._apply(values, eta_grads, slots["v"], -eta * lr_factor)
 
-    def _apply(self, values, grads, v, lr):
+    def _apply(self, values, eta_grads, v, step):
         """ω ← ω + v."""
         import torch
 
@@ -231,10 +237,13 @@ class Nesterov(Momentum):
         v = super().update(grad, slots, lr, t)
         return self.momentum * v - lr * grad
 
-    def _apply(self, values, grads, v, lr):
-        """ω ← ω + α v − η ∇."""
-        _add_scaled(values, v, self.value("momentum"))
-        _add_scaled(values, grads, -lr)
+    def _apply(self, values, eta_grads, v, step):
+        """ω ← ω + α v − η c_η ∇, the last term as step · eta_grads."""
+        import torch
+
+        alpha_v, alpha = _times(v, self.value("momentum"))
+        torch._foreach_add_(values, alpha_v, alpha=alpha)
+        torch._foreach_add_(values, eta_grads, alpha=step)
 
 
 class Adam(Optimizer):
