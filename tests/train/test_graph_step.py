@@ -1,0 +1,122 @@
+"""CudaGraphStep's bookkeeping, checked on the CPU with a stand-in for torch.cuda: a capture runs
+the step and takes it back (a real capture records kernels and runs none); a replay runs the
+recorded step again seeing only what a graph sees on the device, so the optimiser's live
+hyper-parameters come from its scalars and its own numbers are NaN. (The real graph's check is
+test_devices.py's, on CUDA.)"""
+
+import contextlib
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from convscope import zoo
+from convscope.train.datasets import load_split
+from convscope.train.optim import Nesterov, RMSProp
+from convscope.train.step import CudaGraphStep, train_step
+
+
+def stand_in_graph_step(net, optimizer) -> CudaGraphStep:
+    """A CudaGraphStep on a PyTorch-CPU network whose torch.cuda is the stand-in above."""
+    net.device = "cuda"  # past the constructor's device check only
+    try:
+        step = CudaGraphStep(net, optimizer)
+    finally:
+        net.device = "cpu"
+
+    class Graph:
+        def replay(self):
+            live = {name: getattr(optimizer, name) for name in optimizer.live}
+            for name in live:
+                setattr(optimizer, name, math.nan)  # a replay reads no number of the host
+            optimizer.scalars = recorded["scalars"]  # what the captured kernels read
+            try:
+                values = step._step(*step.static)
+            finally:
+                optimizer.scalars = None
+                for name, value in live.items():
+                    setattr(optimizer, name, value)
+                optimizer.t -= 1  # __call__ counts the replay
+            for name, tensor in values.items():
+                step.values[name].copy_(tensor)
+
+    recorded = {}
+
+    @contextlib.contextmanager
+    def graph(_):
+        recorded["scalars"] = optimizer.scalars
+        params = {name: p.value.clone() for name, p in net.params().items()}
+        state = {name: {s: a.clone() for s, a in slots.items()}
+                 for name, slots in optimizer.state.items()}
+        yield
+        for name, p in net.params().items():
+            p.value.copy_(params[name])
+        for name, slots in optimizer.state.items():
+            for s, a in slots.items():
+                a.copy_(state[name][s])
+
+    cuda = types.SimpleNamespace(CUDAGraph=Graph, graph=graph, stream=lambda s: contextlib.nullcontext(),
+                                 Stream=lambda: types.SimpleNamespace(wait_stream=lambda s: None),
+                                 current_stream=lambda: types.SimpleNamespace(wait_stream=lambda s: None))
+    step.torch = types.SimpleNamespace(cuda=cuda, zeros=torch.zeros)
+    return step
+
+
+@pytest.fixture(scope="module")
+def batches():
+    split = load_split("mnist_subset", "train")
+    x = (split.x[:320].astype(np.float64) - 33.3) / 78.6
+    return [(torch.from_numpy(x[i:i + 32]), torch.from_numpy(split.y[i:i + 32])) for i in range(0, 320, 32)]
+
+
+def _train(batches, make_optimizer, schedule, *, graph):
+    net = zoo.lenet5(dtype=np.float64, seed=3).to("cpu")
+    optimizer = make_optimizer()
+    step = stand_in_graph_step(net, optimizer) if graph else None
+    for i, (x, y) in enumerate(batches):
+        for name, value in schedule(i).items():
+            setattr(optimizer, name, value)
+        if graph:
+            step(x, y)
+        else:
+            train_step(net, optimizer, {"input": x, "label": y})
+    return net.state_dict(), step
+
+
+def _same_weights(a, b):
+    for name in a:
+        assert np.max(np.abs(a[name] - b[name])) < 1e-12 * max(1.0, np.max(np.abs(a[name]))), name
+
+
+def test_a_per_step_schedule_of_eta_and_alpha_replays_one_capture(batches):
+    """The main job's cosine η and the keypoints example's ramps of η and α change every step:
+    each change captured the whole step anew, so --cuda-graph ran no faster than eager."""
+    def schedule(i):
+        return {"lr": 0.05 * (1 - i / 10), "momentum": 0.9 + 0.009 * i}
+
+    def make():
+        return Nesterov(0.05, 0.9, weight_decay=5e-4)
+
+    eager, _ = _train(batches, make, schedule, graph=False)
+    replayed, step = _train(batches, make, schedule, graph=True)
+    assert step.captures == 1 and step.optimizer.t == 10
+    _same_weights(eager, replayed)
+
+
+def test_a_hyper_parameter_a_graph_bakes_in_triggers_a_new_capture(batches):
+    """Weight decay λ, and η of an optimiser without live scalars (RMSProp), are baked into the
+    graph: a change must record the step again, or the replays would keep the old value."""
+    eager, _ = _train(batches, lambda: Nesterov(0.05, 0.9),
+                      lambda i: {"weight_decay": 0.0 if i < 6 else 1e-3}, graph=False)
+    replayed, step = _train(batches, lambda: Nesterov(0.05, 0.9),
+                            lambda i: {"weight_decay": 0.0 if i < 6 else 1e-3}, graph=True)
+    assert step.captures == 2
+    _same_weights(eager, replayed)
+    eager, _ = _train(batches, lambda: RMSProp(1e-3), lambda i: {"lr": 1e-3 if i < 5 else 5e-4},
+                      graph=False)
+    replayed, step = _train(batches, lambda: RMSProp(1e-3), lambda i: {"lr": 1e-3 if i < 5 else 5e-4},
+                            graph=True)
+    assert step.optimizer.live == () and step.captures == 2
+    _same_weights(eager, replayed)
