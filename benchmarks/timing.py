@@ -25,7 +25,8 @@ def chained(fn, chain: int):
     other: the timed call after each pause then measures warm threads (convscope's NumPy kernels
     hand half of each batch to a worker thread, which a pause lets fall asleep: LeNet-5's pool1,
     forward + backward, 4.9–5.3 ms timed singly, 2.5 ms in chains of 5; PyTorch 3.4–3.5 ms
-    either way)."""
+    either way. Most of that was the woken worker queued on its caller's core; since the
+    thirteenth session it is kept off that core and pool1 takes 2.5–3.0 ms singly)."""
     def call():
         for _ in range(chain):
             fn()
