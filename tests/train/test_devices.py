@@ -118,10 +118,12 @@ def test_a_monitored_cuda_graph_run_records_its_replays_as_the_eager_run_records
     assert len({r[2] for r in replayed if r[1] == "conv1"}) == 10  # no step repeats another's
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
 def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer):
-    """The torch update groups parameters by learning-rate factor and applies each weight-decay
-    factor to its own parameters; it must equal NumPy's update parameter by parameter."""
+    """The torch update groups parameters by learning-rate factor (and, for Adam, by their own step
+    count t: p4 gets no gradient in the first step, as a layer unfrozen late) and applies each
+    weight-decay factor to its own parameters; it must equal NumPy's update parameter by
+    parameter."""
     from convscope.nn.parameter import Parameter
     from convscope.train.optim import make_optimizer
 
@@ -135,9 +137,11 @@ def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer)
         params = {f"p{i}": Parameter(wrap(v.copy()), lr_factor=lr, decay_factor=decay)
                   for i, (v, (lr, decay)) in enumerate(zip(values, factors, strict=True))}
         opt = make_optimizer(optimizer, lr=0.1, weight_decay=0.01)
-        for step in grads:
+        for n, step in enumerate(grads):
             for p, g in zip(params.values(), step, strict=True):
                 p.grad = wrap(g.copy())
+            if n == 0:
+                params["p4"].grad = None
             opt.step(params)
         results[device] = [np.asarray(p.value) for p in params.values()]
     for a, b in zip(results["numpy"], results["torch"], strict=True):

@@ -77,14 +77,14 @@ class Optimizer(abc.ABC):
         per group of parameters sharing their factors, instead of several kernels per parameter."""
         import torch
 
-        groups: dict[float, list] = {}
-        for name, p in learnable.items():
-            groups.setdefault(p.lr_factor, []).append((name, p))
-        for lr_factor, members in groups.items():
+        groups: dict[tuple, list] = {}
+        for name, p in learnable.items():  # by factor, and by step count where the update needs it
+            groups.setdefault((p.lr_factor, self._step_count(name)), []).append((name, p))
+        for (lr_factor, t), members in groups.items():
             values = [p.value for _, p in members]
             grads = self._foreach_decayed([p.grad for _, p in members], members, torch)
             slots = {s: [self._slots(name, p)[s] for name, p in members] for s in self.slots}
-            self.foreach_update(values, grads, slots, self.value("lr"), lr_factor)
+            self.foreach_update(values, grads, slots, self.value("lr"), lr_factor, t)
 
     def _foreach_decayed(self, grads, members, torch) -> list:
         """∇ + λ·c_λ·ω for each parameter, one multi-tensor kernel per decay factor c_λ ≠ 0."""
@@ -179,7 +179,7 @@ class SGD(Optimizer):
     def update(self, grad, slots, lr, t):
         return -lr * grad
 
-    def foreach_update(self, values, grads, slots, lr, lr_factor):
+    def foreach_update(self, values, grads, slots, lr, lr_factor, t):
         """ω ← ω − η c_η ∇ (η: a number or a live scalar)."""
         import torch
 
@@ -209,7 +209,7 @@ class Momentum(Optimizer):
         v -= lr * grad
         return v
 
-    def foreach_update(self, values, grads, slots, lr, lr_factor):
+    def foreach_update(self, values, grads, slots, lr, lr_factor, t):
         """v ← α v − η c_η ∇, then :meth:`_apply` (η, α: numbers or live scalars)."""
         import torch
 
@@ -273,6 +273,21 @@ class Adam(Optimizer):
         m_hat = m / (1 - self.beta1 ** t)
         s_hat = s / (1 - self.beta2 ** t)
         return -lr * m_hat / (array_namespace(s_hat).sqrt(s_hat) + self.eps)
+
+    def foreach_update(self, values, grads, slots, lr, lr_factor, t):
+        """The update above in eight multi-tensor kernels for parameters sharing c_η and t
+        (about ten kernels per parameter one by one: host time on a GPU)."""
+        import torch
+
+        m, s = slots["m"], slots["s"]
+        torch._foreach_mul_(m, self.beta1)
+        torch._foreach_add_(m, grads, alpha=1 - self.beta1)
+        torch._foreach_mul_(s, self.beta2)
+        torch._foreach_addcmul_(s, grads, grads, value=1 - self.beta2)
+        root = torch._foreach_div(s, 1 - self.beta2 ** t)  # √ŝ + ε
+        torch._foreach_sqrt_(root)
+        torch._foreach_add_(root, self.eps)
+        torch._foreach_addcdiv_(values, m, root, value=-lr * lr_factor / (1 - self.beta1 ** t))
 
 
 class RMSProp(Optimizer):
