@@ -252,6 +252,19 @@ def test_an_npz_holding_pickled_objects_is_refused_not_unpickled(tmp_path):
     np.load(allow_pickle=True) would execute) is a DataError naming the file; plain arrays read."""
     path = tmp_path / "poisoned.npz"
     np.savez(path, x=np.array([{"not": "an image"}], dtype=object), y=np.arange(3))
-    with pytest.raises(DataError, match=r"poisoned.npz: cannot read without pickle"):
+    with pytest.raises(DataError, match=r"poisoned.npz: holds Python objects, not numeric arrays"):
         read_npz(path, ["x"])
     np.testing.assert_array_equal(read_npz(path, ["y"])["y"], np.arange(3))
+
+
+def test_an_npz_with_a_damaged_array_header_is_called_unreadable_not_objects(tmp_path):
+    import io
+    import zipfile
+
+    saved = io.BytesIO()
+    np.save(saved, np.arange(3))
+    path = tmp_path / "damaged.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", saved.getvalue().replace(b"'descr'", b"'dexcr'"))
+    with pytest.raises(DataError, match=r"damaged.npz: not a readable .npz archive .*download it again"):
+        read_npz(path, ["x"])

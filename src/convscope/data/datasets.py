@@ -134,7 +134,7 @@ def fashion_mnist(split="train", data_dir=None, *, verify=True) -> Dataset:
 def cifar10(split="train", data_dir=None, *, verify=True) -> Dataset:
     """CIFAR-10 (Krizhevsky 2009): 50000 train / 10000 test RGB 32×32×3 images, 10 classes.
 
-    Reads the binary version (never the pickled Python one); the shared npz files hold NCHW
+    Reads the binary version (never the Python-object one); the shared npz files hold NCHW
     and are converted to channels-last N×H×W×D.
     """
     _check_split("cifar10", split)

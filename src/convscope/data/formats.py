@@ -1,4 +1,4 @@
-"""Readers and writers of the canonical file formats, without pickle.
+"""Readers and writers of the canonical file formats; none can run code from the file it reads.
 
 - IDX (MNIST, Fashion-MNIST): a 4-byte magic number ``0x00 0x00 T R`` (T the element type,
   0x08 = uint8; R the number of axes), R big-endian uint32 sizes, then the elements in C order.
@@ -223,4 +223,8 @@ def read_npz(path, keys=None) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path}: not a readable .npz archive ({e}); download it again") from None
     except ValueError as e:
-        raise DataError(f"{path}: cannot read without pickle ({e})") from None
+        if str(e).startswith("Object arrays"):  # NumPy refuses an object array without unpickling it
+            raise DataError(f"{path}: holds Python objects, not numeric arrays; convscope never loads "
+                            f"objects from a file (loading them can run code): save plain numeric "
+                            f"arrays") from None
+        raise DataError(f"{path}: not a readable .npz archive ({e}); download it again") from None

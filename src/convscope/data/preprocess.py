@@ -19,7 +19,7 @@ with M = H·W·D. Over the N training samples:
   y_n = s (x_n − x̄) / max(ε, sqrt(λ + mean((x_n − x̄)²))). Nothing to fit.
 - :class:`Pipeline`: steps applied in order, each fitted on the previous step's output.
 
-Saving without pickle: ``p.config()`` is a JSON-able dict (``{"type": …, hyper-parameters}``)
+Saving as data only: ``p.config()`` is a JSON-able dict (``{"type": …, hyper-parameters}``)
 and ``p.state_dict()`` a dict of fitted NumPy arrays (for safetensors or ``.npz``);
 ``from_state(config, arrays)`` rebuilds the fitted object. :func:`save_preprocessor` /
 :func:`load_preprocessor` write and read both as one ``.npz``.
@@ -350,7 +350,7 @@ def save_preprocessor(pre: Preprocessor, path) -> None:
 
 
 def load_preprocessor(path) -> Preprocessor:
-    """Read a preprocessor written by :func:`save_preprocessor` (no pickle)."""
+    """Read a preprocessor written by :func:`save_preprocessor` (JSON and arrays only)."""
     from convscope.data.formats import read_npz
 
     arrays = read_npz(path)

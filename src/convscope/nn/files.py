@@ -1,4 +1,5 @@
-"""Files without pickle: safetensors for arrays (with JSON in the metadata), written atomically."""
+"""Files that hold data only: safetensors for arrays (with JSON in the metadata), written atomically;
+nothing read back can run code."""
 
 from __future__ import annotations
 

@@ -92,9 +92,10 @@ class CudaGraphStep:
 
     def _capture(self, x, y, hyper) -> None:
         torch = self.torch
-        if self.scalars is None:
-            like = next(iter(self.net.params().values())).value
-            self.scalars = {name: torch.zeros((), dtype=like.dtype, device=like.device)
+        if self.scalars is None:  # in the parameters' dtype (none: nothing reads them)
+            params = [p.value for p in self.net.params().values()]
+            dtype = params[0].dtype if params else torch.float32
+            self.scalars = {name: torch.zeros((), dtype=dtype, device=x.device)
                             for name in self.optimizer.live}
         self.static = (x.clone(), y.clone())
         self.graph = torch.cuda.CUDAGraph()
