@@ -84,15 +84,12 @@ def test_devices_are_checked_with_clear_errors():
         CudaGraphStep(zoo.lenet5().to("cpu"), Nesterov())
 
 
-def test_a_cuda_graph_refuses_adam_whose_step_count_it_would_freeze():
-    """Adam's bias corrections 1 − βᵗ are numbers of the host: a captured step replayed t = 4's
-    forever (about a fifth of the intended step size once the corrections reach 1)."""
-    with pytest.raises(ConfigError, match="cuda_graph cannot capture 'adam'"):
+def test_a_cuda_graph_config_takes_every_optimiser():
+    """Adam too since the fourteenth session (its step count t is a device scalar the graph
+    reads); before, it was refused: its bias corrections were numbers a graph would freeze."""
+    for kind in ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad"):
         validate({**DEFAULTS, "device": "cuda", "cuda_graph": True,
-                  "optimizer": {"type": "adam", "lr": 0.001}})
-    with pytest.raises(ConfigError, match="Adam's update changes with the step count"):
-        CudaGraphStep(zoo.lenet5(), Adam())
-    validate({**DEFAULTS, "device": "cuda", "cuda_graph": True})  # momentum: capturable
+                  "optimizer": {"type": kind, "lr": 0.001}})
 
 
 @pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="CUDA graphs: CONVSCOPE_TEST_DEVICE=cuda")
@@ -118,7 +115,8 @@ def test_a_monitored_cuda_graph_run_records_its_replays_as_the_eager_run_records
     assert len({r[2] for r in replayed if r[1] == "conv1"}) == 10  # no step repeats another's
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "rmsprop",
+                                       "adagrad"])
 def test_multi_tensor_update_on_torch_equals_the_update_per_parameter(optimizer):
     """The torch update groups parameters by learning-rate factor (and, for Adam, by their own step
     count t: p4 gets no gradient in the first step, as a layer unfrozen late) and applies each
@@ -317,12 +315,14 @@ def test_training_checkpoint_resumes_on_the_other_backend(saved_on, resumed_on, 
         assert _relative_difference(buffers[name], v) < 1e-5, name
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
-def test_a_captured_update_reads_eta_and_alpha_from_its_device_scalars(optimizer):
-    """While a CUDA graph is captured the multi-tensor update must read η and α from the scalars
-    the graph replays with (CudaGraphStep fills them each step), not the numbers of the moment of
-    capture: the same steps with the numbers moved into scalars, and the numbers themselves made
-    useless, reach the weights of the plain update."""
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam", "rmsprop",
+                                       "adagrad"])
+def test_a_captured_update_reads_its_live_hyper_parameters_from_device_scalars(optimizer):
+    """While a CUDA graph is captured the multi-tensor update must read η, α and Adam's step
+    count t from the scalars the graph replays with (CudaGraphStep counts each call and fills
+    them), not the numbers of the moment of capture: the same steps with η and α moved into
+    scalars and made useless on the host, and the host's step counts held where they were at
+    capture (as every replay has them), reach the weights of the plain update."""
     from convscope.nn.parameter import Parameter
     from convscope.train.optim import make_optimizer
 
@@ -338,34 +338,46 @@ def test_a_captured_update_reads_eta_and_alpha_from_its_device_scalars(optimizer
         opt = make_optimizer(optimizer, lr=0.1, weight_decay=0.01)
         if live:
             opt.scalars = {name: torch.zeros((), dtype=torch.float64) for name in opt.live}
+            opt.prepare(params)
+            captured = opt.t, dict(opt.steps)
         for (lr, momentum), step in zip(schedule, grads, strict=True):
             for p, g in zip(params.values(), step, strict=True):
                 p.grad = torch.from_numpy(g.copy())
             opt.lr, opt.momentum = lr, momentum
-            if live:
-                for name, scalar in opt.scalars.items():
-                    scalar.fill_(getattr(opt, name))
-                opt.lr, opt.momentum = float("nan"), float("nan")  # what a replay never sees
+            if not live:
+                opt.step(params)
+                continue
+            opt.count(params)
+            for name, scalar in opt.scalars.items():
+                scalar.fill_(getattr(opt, name))
+            counts = opt.t, dict(opt.steps)
+            opt.lr, opt.momentum = float("nan"), float("nan")  # what a replay never sees
+            opt.t, opt.steps = captured[0], dict(captured[1])
             opt.step(params)
+            opt.t, opt.steps = counts
         results[live] = [p.value.numpy() for p in params.values()]
-    assert set(opt.live) == ({"lr"} if optimizer == "sgd" else {"lr", "momentum"})
+    expected = {"sgd": {"lr"}, "adam": {"lr", "t"}, "rmsprop": {"lr"}, "adagrad": {"lr"}}
+    assert set(opt.live) == expected.get(optimizer, {"lr", "momentum"})
     for a, b in zip(results[False], results[True], strict=True):
         assert np.all(np.isfinite(b)) and np.max(np.abs(a - b)) < 1e-14
 
 
 @pytest.mark.skipif(not DEVICE.startswith("cuda"), reason="CUDA graphs: CONVSCOPE_TEST_DEVICE=cuda")
-def test_a_cuda_graph_follows_a_per_step_schedule_of_eta_and_alpha_with_one_capture(digits):
-    """The lecture's schedules change η (and α) every step: the graph reads them from device
-    scalars, so ten steps under a ramp capture once and reach the eager steps' weights (before,
-    every step captured anew)."""
+@pytest.mark.parametrize("make", [lambda: Nesterov(0.05, 0.9, weight_decay=5e-4),
+                                  lambda: Adam(1e-3, weight_decay=5e-4)], ids=["nesterov", "adam"])
+def test_a_cuda_graph_follows_a_per_step_schedule_of_eta_and_alpha_with_one_capture(digits, make):
+    """The lecture's schedules change η (and α) every step, and Adam's bias corrections change
+    with t: the graph reads them from device scalars, so ten steps under a ramp capture once and
+    reach the eager steps' weights (before, every step captured anew, and Adam was refused)."""
     x, y = digits[0][:320].reshape(10, 32, 28, 28, 1), digits[1][:320].reshape(10, 32)
     weights = {}
     for graph in (False, True):
         net = zoo.lenet5(dtype=np.float64, seed=3).to(DEVICE)
-        opt = Nesterov(0.05, 0.9, weight_decay=5e-4)
+        opt = make()
         step = CudaGraphStep(net, opt) if graph else None
+        start = opt.lr
         for i in range(10):
-            opt.lr, opt.momentum = 0.05 * (1 - i / 10), 0.9 + 0.009 * i
+            opt.lr, opt.momentum = start * (1 - i / 10), 0.9 + 0.009 * i
             feed = {"input": torch.from_numpy(x[i]).to(DEVICE), "label": torch.from_numpy(y[i]).to(DEVICE)}
             if graph:
                 step(feed["input"], feed["label"])

@@ -1,7 +1,8 @@
 """CudaGraphStep's bookkeeping, checked on the CPU with a stand-in for torch.cuda: a capture runs
 the step and takes it back (a real capture records kernels and runs none); a replay runs the
 recorded step again seeing only what a graph sees on the device, so the optimiser's live
-hyper-parameters come from its scalars and its own numbers are NaN. (The real graph's check is
+hyper-parameters come from its scalars, its own η and α are NaN and its step counts are those of
+the captured step. (The real graph's check is
 test_devices.py's, on CUDA.)"""
 
 import contextlib
@@ -14,7 +15,7 @@ import torch
 
 from convscope import zoo
 from convscope.train.datasets import load_split
-from convscope.train.optim import Nesterov, RMSProp
+from convscope.train.optim import AdaGrad, Adam, Nesterov, RMSProp
 from convscope.train.step import CudaGraphStep, train_step
 
 
@@ -28,17 +29,20 @@ def stand_in_graph_step(net, optimizer) -> CudaGraphStep:
 
     class Graph:
         def replay(self):
-            live = {name: getattr(optimizer, name) for name in optimizer.live}
-            for name in live:
+            numbers = {name: getattr(optimizer, name) for name in optimizer.live if name != "t"}
+            counts = optimizer.t, dict(optimizer.steps)
+            for name in numbers:
                 setattr(optimizer, name, math.nan)  # a replay reads no number of the host
-            optimizer.scalars = recorded["scalars"]  # what the captured kernels read
+            optimizer.t, optimizer.steps = recorded["counts"][0], dict(recorded["counts"][1])
+            optimizer.scalars = recorded["scalars"]  # what the captured kernels read; the counts
+            # above are the captured step's, baked in
             try:
                 values = step._step(*step.static)
             finally:
                 optimizer.scalars = None
-                for name, value in live.items():
+                for name, value in numbers.items():
                     setattr(optimizer, name, value)
-                optimizer.t -= 1  # __call__ counts the replay
+                optimizer.t, optimizer.steps = counts  # __call__ counts the replay
             for name, tensor in values.items():
                 step.values[name].copy_(tensor)
 
@@ -47,6 +51,7 @@ def stand_in_graph_step(net, optimizer) -> CudaGraphStep:
     @contextlib.contextmanager
     def graph(_):
         recorded["scalars"] = optimizer.scalars
+        recorded["counts"] = optimizer.t, dict(optimizer.steps)
         params = {name: p.value.clone() for name, p in net.params().items()}
         state = {name: {s: a.clone() for s, a in slots.items()}
                  for name, slots in optimizer.state.items()}
@@ -71,13 +76,16 @@ def batches():
     return [(torch.from_numpy(x[i:i + 32]), torch.from_numpy(split.y[i:i + 32])) for i in range(0, 320, 32)]
 
 
-def _train(batches, make_optimizer, schedule, *, graph):
+def _train(batches, make_optimizer, schedule, *, graph, frozen=()):
+    """Ten steps of LeNet-5 in float64, the optimiser's attributes set by ``schedule(i)`` before
+    step i, the layers in ``frozen`` (a set of step indices → layer names) frozen at those steps."""
     net = zoo.lenet5(dtype=np.float64, seed=3).to("cpu")
     optimizer = make_optimizer()
     step = stand_in_graph_step(net, optimizer) if graph else None
     for i, (x, y) in enumerate(batches):
         for name, value in schedule(i).items():
             setattr(optimizer, name, value)
+        net.freeze("conv1", frozen=i in frozen)
         if graph:
             step(x, y)
         else:
@@ -90,33 +98,54 @@ def _same_weights(a, b):
         assert np.max(np.abs(a[name] - b[name])) < 1e-12 * max(1.0, np.max(np.abs(a[name]))), name
 
 
-def test_a_per_step_schedule_of_eta_and_alpha_replays_one_capture(batches):
-    """The main job's cosine η and the keypoints example's ramps of η and α change every step:
-    each change captured the whole step anew, so --cuda-graph ran no faster than eager."""
+def _ramp(optimizer):
     def schedule(i):
-        return {"lr": 0.05 * (1 - i / 10), "momentum": 0.9 + 0.009 * i}
+        ramp = {"lr": optimizer().lr * (1 - i / 10)}
+        return {**ramp, "momentum": 0.9 + 0.009 * i} if hasattr(optimizer(), "momentum") else ramp
 
-    def make():
-        return Nesterov(0.05, 0.9, weight_decay=5e-4)
+    return schedule
 
-    eager, _ = _train(batches, make, schedule, graph=False)
-    replayed, step = _train(batches, make, schedule, graph=True)
+
+OPTIMIZERS = {"nesterov": lambda: Nesterov(0.05, 0.9, weight_decay=5e-4),
+              "adam": lambda: Adam(1e-3, weight_decay=5e-4), "rmsprop": lambda: RMSProp(1e-3),
+              "adagrad": lambda: AdaGrad(1e-2)}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_a_per_step_schedule_of_eta_and_alpha_replays_one_capture(batches, optimizer):
+    """The main job's cosine η and the keypoints example's ramps of η and α change every step,
+    and Adam's bias corrections 1 − βᵗ with every step: each change captured the whole step
+    anew (Adam was refused), so --cuda-graph ran no faster than eager."""
+    make = OPTIMIZERS[optimizer]
+    eager, _ = _train(batches, make, _ramp(make), graph=False)
+    replayed, step = _train(batches, make, _ramp(make), graph=True)
     assert step.captures == 1 and step.optimizer.t == 10
     _same_weights(eager, replayed)
 
 
-def test_a_hyper_parameter_a_graph_bakes_in_triggers_a_new_capture(batches):
-    """Weight decay λ, and η of an optimiser without live scalars (RMSProp), are baked into the
-    graph: a change must record the step again, or the replays would keep the old value."""
-    eager, _ = _train(batches, lambda: Nesterov(0.05, 0.9),
-                      lambda i: {"weight_decay": 0.0 if i < 6 else 1e-3}, graph=False)
-    replayed, step = _train(batches, lambda: Nesterov(0.05, 0.9),
-                            lambda i: {"weight_decay": 0.0 if i < 6 else 1e-3}, graph=True)
+@pytest.mark.parametrize(("make", "schedule"), [
+    (lambda: Nesterov(0.05, 0.9), lambda i: {"weight_decay": 0.0 if i < 6 else 1e-3}),
+    (lambda: RMSProp(1e-3), lambda i: {"rho": 0.9 if i < 5 else 0.99}),
+    (lambda: Adam(1e-3), lambda i: {"beta1": 0.9 if i < 5 else 0.8})])
+def test_a_hyper_parameter_a_graph_bakes_in_triggers_a_new_capture(batches, make, schedule):
+    """Weight decay λ, RMSProp's ρ and Adam's β₁ are baked into the graph: a change must record
+    the step again, or the replays would keep the old value."""
+    eager, _ = _train(batches, make, schedule, graph=False)
+    replayed, step = _train(batches, make, schedule, graph=True)
     assert step.captures == 2
     _same_weights(eager, replayed)
-    eager, _ = _train(batches, lambda: RMSProp(1e-3), lambda i: {"lr": 1e-3 if i < 5 else 5e-4},
-                      graph=False)
-    replayed, step = _train(batches, lambda: RMSProp(1e-3), lambda i: {"lr": 1e-3 if i < 5 else 5e-4},
-                            graph=True)
-    assert step.optimizer.live == () and step.captures == 2
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_unfreezing_a_layer_captures_a_step_that_moves_it_from_fresh_state(batches, optimizer):
+    """Fine-tuning unfreezes layers: the graph must capture a step that updates them, their
+    optimiser state made before the capture (made during it, it would be zeroed in every
+    replay), and Adam's count for them starting at 1 while the others' goes on."""
+    make = OPTIMIZERS[optimizer]
+    frozen = set(range(5))
+    eager, _ = _train(batches, make, _ramp(make), graph=False, frozen=frozen)
+    replayed, step = _train(batches, make, _ramp(make), graph=True, frozen=frozen)
+    assert step.captures == 2
     _same_weights(eager, replayed)
+    if optimizer == "adam":
+        assert step.optimizer.steps["conv1.w"] == 5 and step.optimizer.steps["conv2.w"] == 10

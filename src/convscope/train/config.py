@@ -228,10 +228,6 @@ def validate(config: dict) -> dict:
         raise ConfigError(f"config: cuda_graph must be true or false, got {out['cuda_graph']!r}")
     if out["cuda_graph"] and not out["device"].startswith("cuda"):
         raise ConfigError(f"config: cuda_graph needs a CUDA device, not {out['device']!r}")
-    if out["cuda_graph"] and optimizer.steps_differ:
-        raise ConfigError(f"config: cuda_graph cannot capture {out['optimizer']['type']!r} (its "
-                          f"update changes with the step count); use momentum or nesterov, or "
-                          f"set cuda_graph: false")
     if out["early_stopping"] is not None:
         early = _mapping("early_stopping", out["early_stopping"])
         _unknown("early_stopping", early, EARLY_KEYS)

@@ -26,7 +26,7 @@ class Optimizer(abc.ABC):
     """Base class: applies weight decay and the per-parameter factors, then :meth:`update`."""
 
     slots: tuple[str, ...] = ()
-    steps_differ = False  # whether the update changes with the step count t (a CUDA graph cannot)
+    steps_differ = False  # whether the update changes with the step count t (Adam's, per parameter)
     live: tuple[str, ...] = ()  # hyper-parameters a captured update reads from `scalars` (see value)
 
     def __init__(self, lr=0.01, *, weight_decay=0.0):
@@ -41,16 +41,39 @@ class Optimizer(abc.ABC):
         self.scalars: dict | None = None  # while a CUDA graph is captured: name → 0-dim tensor
 
     def value(self, name):
-        """Hyper-parameter ``name`` (η, α) as the multi-tensor update reads it: the number, or,
-        while a CUDA graph is captured, the device scalar in ``scalars`` (one of ``live``) that
-        the graph reads on every replay, so that a schedule changing η or α every step needs no
-        new capture (:class:`~convscope.train.step.CudaGraphStep` fills it before each replay)."""
+        """Hyper-parameter ``name`` (η, α, the step count t) as the multi-tensor update reads it:
+        the number, or, while a CUDA graph is captured, the device scalar in ``scalars`` (one of
+        ``live``) that the graph reads on every replay, so that a schedule changing η or α every
+        step needs no new capture, nor Adam's t (:class:`~convscope.train.step.CudaGraphStep`
+        fills them before each replay)."""
         return self.scalars[name] if self.scalars and name in self.scalars else getattr(self, name)
+
+    @staticmethod
+    def updated(params) -> dict:
+        """The parameters of ``params`` that a step moves: learnable, with a gradient."""
+        return {name: p for name, p in params.items() if p.learnable and p.grad is not None}
+
+    def count(self, names) -> None:
+        """Count one step without updating anything: t and, where the update depends on it, the
+        step count of each parameter in ``names`` (a replayed CUDA graph updates them)."""
+        self.t += 1
+        for name in names if self.steps_differ else ():
+            self._step_count(name)
+
+    def prepare(self, params) -> None:
+        """Make the state of each learnable parameter in ``params`` that has none yet (zeros; a
+        step count of 0 where the update depends on it), as before a CUDA graph is captured:
+        state made during the capture would be made again, as zeros, in every replay."""
+        for name, p in params.items():
+            if p.learnable and name not in self.state:
+                if self.steps_differ:
+                    self.steps[name] = 0
+                self._slots(name, p)
 
     def step(self, params) -> None:
         """One update of every learnable parameter in ``params`` (a name → Parameter mapping)."""
         self.t += 1
-        learnable = {name: p for name, p in params.items() if p.learnable and p.grad is not None}
+        learnable = self.updated(params)
         if learnable and hasattr(self, "foreach_update") and all(
                 is_torch_array(p.value) for p in learnable.values()):
             self._foreach_step(learnable)
@@ -160,6 +183,27 @@ def _beside(a, b) -> bool:
     return type(a) is type(b) and getattr(a, "device", None) == getattr(b, "device", None)
 
 
+def _descend(values, directions, root, scale) -> None:
+    """ω ← ω − scale · directions / root for each parameter, scale a number or a live 0-dim
+    tensor (the adaptive updates' last step, one multi-tensor kernel and, live, one product)."""
+    import torch
+
+    scaled, alpha = _times(directions, scale)
+    torch._foreach_addcdiv_(values, scaled, root, value=-alpha)
+
+
+def _root_plus_eps(s, eps, divisor=None) -> list:
+    """√(s / divisor) + ε for each parameter's accumulated squares s (divisor: none, a number or
+    a 0-dim tensor)."""
+    import torch
+
+    root = torch._foreach_sqrt(s) if divisor is None else torch._foreach_div(s, divisor)
+    if divisor is not None:
+        torch._foreach_sqrt_(root)
+    torch._foreach_add_(root, eps)
+    return root
+
+
 def _times(tensors, scale):
     """scale · tensors_i as (products, alpha) with alpha · products_i = scale · tensors_i, for a
     fused ``torch._foreach_add_(…, alpha=…)``: the tensors and alpha = scale for a number; for a
@@ -256,6 +300,7 @@ class Adam(Optimizer):
 
     slots = ("m", "s")
     steps_differ = True  # the bias corrections 1 − β₁ᵗ, 1 − β₂ᵗ
+    live = ("lr", "t")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, *, weight_decay=0.0):
         super().__init__(lr, weight_decay=weight_decay)
@@ -284,16 +329,27 @@ class Adam(Optimizer):
         torch._foreach_add_(m, grads, alpha=1 - self.beta1)
         torch._foreach_mul_(s, self.beta2)
         torch._foreach_addcmul_(s, grads, grads, value=1 - self.beta2)
-        root = torch._foreach_div(s, 1 - self.beta2 ** t)  # √ŝ + ε
-        torch._foreach_sqrt_(root)
-        torch._foreach_add_(root, self.eps)
-        torch._foreach_addcdiv_(values, m, root, value=-lr * lr_factor / (1 - self.beta1 ** t))
+        first, second = self._bias_corrections(t)
+        _descend(values, m, _root_plus_eps(s, self.eps, second), lr * lr_factor / first)
+
+    def _bias_corrections(self, t):
+        """(1 − β₁ᵗ, 1 − β₂ᵗ) for parameters at step count t: numbers, or while a CUDA graph is
+        captured 0-dim device tensors from the live t (a parameter's count trails the optimiser's
+        by the same number of steps in every replay), taken in float64."""
+        live_t = self.value("t")
+        if not is_torch_array(live_t):
+            return 1 - self.beta1 ** t, 1 - self.beta2 ** t
+        import torch
+
+        t = live_t.double() - (self.t - t)
+        return tuple((1 - torch.pow(beta, t)).to(live_t.dtype) for beta in (self.beta1, self.beta2))
 
 
 class RMSProp(Optimizer):
     """RMSProp (Tieleman & Hinton 2012): s ← ρ s + (1−ρ) ∇²,   ω ← ω − η ∇ / (√s + ε)."""
 
     slots = ("s",)
+    live = ("lr",)
 
     def __init__(self, lr=0.001, rho=0.9, eps=1e-8, *, weight_decay=0.0):
         super().__init__(lr, weight_decay=weight_decay)
@@ -308,11 +364,20 @@ class RMSProp(Optimizer):
         s += (1 - self.rho) * grad * grad
         return -lr * grad / (array_namespace(s).sqrt(s) + self.eps)
 
+    def foreach_update(self, values, grads, slots, lr, lr_factor, t):
+        """The update above in five multi-tensor kernels for parameters sharing c_η."""
+        import torch
+
+        torch._foreach_mul_(slots["s"], self.rho)
+        torch._foreach_addcmul_(slots["s"], grads, grads, value=1 - self.rho)
+        _descend(values, grads, _root_plus_eps(slots["s"], self.eps), lr * lr_factor)
+
 
 class AdaGrad(Optimizer):
     """AdaGrad (Duchi et al. 2011): s ← s + ∇²,   ω ← ω − η ∇ / (√s + ε)."""
 
     slots = ("s",)
+    live = ("lr",)
 
     def __init__(self, lr=0.01, eps=1e-8, *, weight_decay=0.0):
         super().__init__(lr, weight_decay=weight_decay)
@@ -325,6 +390,13 @@ class AdaGrad(Optimizer):
         s = slots["s"]
         s += grad * grad
         return -lr * grad / (array_namespace(s).sqrt(s) + self.eps)
+
+    def foreach_update(self, values, grads, slots, lr, lr_factor, t):
+        """The update above in four multi-tensor kernels for parameters sharing c_η."""
+        import torch
+
+        torch._foreach_addcmul_(slots["s"], grads, grads)
+        _descend(values, grads, _root_plus_eps(slots["s"], self.eps), lr * lr_factor)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adam": Adam,

@@ -27,24 +27,19 @@ class CudaGraphStep:
     The first ``warmup`` calls run eagerly (on a side stream, as capture requires; they are real
     training steps); the next call records the step into a graph and replays it, and every later
     call copies the batch into the graph's static input tensors and replays. The optimiser's
-    ``live`` hyper-parameters (η, and α for momentum: what the lecture's schedules change every
-    step) are device scalars that the graph reads and each call fills; any other hyper-parameter
-    (weight decay λ; η of RMSProp or AdaGrad) is baked in, and a change triggers a new capture.
-    ``captures`` counts them.
+    ``live`` hyper-parameters (η, α for momentum, and Adam's step count t in its bias corrections:
+    what the lecture's schedules and Adam change every step) are device scalars that the graph
+    reads and each call fills; any other hyper-parameter (weight decay λ, RMSProp's ρ, Adam's β),
+    a change of batch shape, and a change of which parameters learn or of their factors c_η, c_λ
+    (``net.freeze``) are baked in, and trigger a new capture. ``captures`` counts them.
     Batches must keep one shape (drop or run eagerly a last partial batch). Layers that draw on the
-    host during the step (dropout masks come from a NumPy generator) cannot be captured, nor an
-    optimiser whose update changes with the step count (Adam's bias corrections 1 − βᵗ: a graph
-    would replay the captured step's t forever).
+    host during the step (dropout masks come from a NumPy generator) cannot be captured.
     Returns the forward's values: static tensors, overwritten by the next call.
     """
 
     def __init__(self, net, optimizer, *, warmup=3):
         import torch
 
-        if optimizer.steps_differ:
-            raise ConfigError(f"cuda_graph: {type(optimizer).__name__}'s update changes with the "
-                              f"step count, which a captured graph would freeze; use momentum, "
-                              f"nesterov, sgd, rmsprop or adagrad, or train without --cuda-graph")
         if not str(net.device).startswith("cuda"):
             raise ConfigError(f"cuda_graph: the network is on {net.device!r}; move it with "
                               f"net.to('cuda') first")
@@ -55,8 +50,9 @@ class CudaGraphStep:
                               f"step and cannot be captured; train without --cuda-graph")
         self.net, self.optimizer, self.warmup = net, optimizer, warmup
         self.torch = torch
-        self.calls, self.graph, self.static, self.values, self.hyper = 0, None, None, None, None
+        self.calls, self.graph, self.static, self.values, self.baked = 0, None, None, None, None
         self.scalars: dict | None = None  # the live hyper-parameters' device scalars
+        self.updated: tuple = ()  # the parameters the captured step moves
         self.captures = 0
 
     def _feed(self, x, y):
@@ -66,8 +62,6 @@ class CudaGraphStep:
     def __call__(self, x, y) -> dict:
         torch = self.torch
         x, y = self._feed(x, y)
-        hyper = {k: v for k, v in self.optimizer.hyper().items()
-                 if k != "t" and k not in self.optimizer.live}
         if self.calls < self.warmup:
             self.calls += 1
             stream = torch.cuda.Stream()
@@ -76,35 +70,49 @@ class CudaGraphStep:
                 values = self._step(x, y)
             torch.cuda.current_stream().wait_stream(stream)
             return values
-        if self.graph is None or hyper != self.hyper or x.shape != self.static[0].shape:
-            self._capture(x, y, hyper)
+        baked = self._baked(x)
+        if self.graph is None or baked != self.baked:
+            self._capture(x, y, baked)
+        self.optimizer.count(self.updated)
         for name, scalar in self.scalars.items():
             scalar.fill_(getattr(self.optimizer, name))
         self.static[0].copy_(x)
         self.static[1].copy_(y)
         self.graph.replay()
-        self.optimizer.t += 1
         return self.values
+
+    def _baked(self, x) -> tuple:
+        """What a captured graph holds fixed: the batch shape, the optimiser's hyper-parameters
+        other than its live ones, and each parameter's learning state and factors."""
+        hyper = {k: v for k, v in self.optimizer.hyper().items()
+                 if k not in ("t", "steps") and k not in self.optimizer.live}
+        params = tuple((name, p.learnable, p.lr_factor, p.decay_factor)
+                       for name, p in self.net.params().items())
+        return tuple(x.shape), hyper, params
 
     def _step(self, x, y):
         roles = self.net.roles
         return train_step(self.net, self.optimizer, {roles["input"]: x, roles["label"]: y})
 
-    def _capture(self, x, y, hyper) -> None:
+    def _capture(self, x, y, baked) -> None:
         torch = self.torch
+        optimizer = self.optimizer
         if self.scalars is None:  # in the parameters' dtype (none: nothing reads them)
             params = [p.value for p in self.net.params().values()]
             dtype = params[0].dtype if params else torch.float32
             self.scalars = {name: torch.zeros((), dtype=dtype, device=x.device)
-                            for name in self.optimizer.live}
+                            for name in optimizer.live}
+        optimizer.prepare(self.net.params())
         self.static = (x.clone(), y.clone())
         self.graph = torch.cuda.CUDAGraph()
-        self.optimizer.scalars = self.scalars
+        counts = optimizer.t, dict(optimizer.steps)
+        optimizer.scalars = self.scalars
         try:
             with torch.cuda.graph(self.graph):
                 self.values = self._step(*self.static)
         finally:
-            self.optimizer.scalars = None  # eager steps (a last partial batch) read the numbers
-        self.optimizer.t -= 1  # capture records the step without running it
-        self.hyper = hyper
+            optimizer.scalars = None  # eager steps (a last partial batch) read the numbers
+            optimizer.t, optimizer.steps = counts  # capture records the step without running it
+        self.updated = tuple(optimizer.updated(self.net.params()))
+        self.baked = baked
         self.captures += 1
