@@ -149,3 +149,26 @@ def test_unfreezing_a_layer_captures_a_step_that_moves_it_from_fresh_state(batch
     _same_weights(eager, replayed)
     if optimizer == "adam":
         assert step.optimizer.steps["conv1.w"] == 5 and step.optimizer.steps["conv2.w"] == 10
+
+
+def test_the_trainer_replays_one_capture_of_adam_under_a_cosine_schedule(batches):
+    """The command line's path: the Trainer hands full batches to the graph step and a last
+    partial batch to an eager step, η follows a cosine every batch, and Adam's t every step."""
+    from convscope.train import Trainer
+    from convscope.train.schedules import Cosine
+
+    x = torch.cat([b[0] for b in batches])[:300]
+    y = torch.cat([b[1] for b in batches])[:300]
+    weights, steps = {}, {}
+    for graph in (False, True):
+        net = zoo.lenet5(dtype=np.float64, seed=3).to("cpu")
+        optimizer = Adam(1e-3, weight_decay=5e-4)
+        trainer = Trainer(net, optimizer, (x, y), epochs=2, batch_size=32, seed=5,
+                          lr_schedule=Cosine(1e-3, 2), progress=False, log=lambda *_: None)
+        if graph:
+            trainer._graph_step = stand_in_graph_step(net, optimizer)
+        trainer.fit()
+        weights[graph], steps[graph] = net.state_dict(), dict(optimizer.steps)
+    assert trainer._graph_step.captures == 1 and steps[True] == steps[False]
+    assert steps[True]["conv1.w"] == 20  # 9 full batches and 1 of 12, twice
+    _same_weights(weights[False], weights[True])
