@@ -14,7 +14,12 @@ With --rates the conv rows also get each contender's arithmetic rate, GFLOP/s of
 products (forward, dE/dx and dE/df, each 2·M·H'W'·D·K flops), beside the rate of one large square
 float32 matrix product on all cores (NumPy's BLAS): how far from the machine's peak each runs.
 
+With --split the conv rows also get the forward's ratio (each forward timed alone, PyTorch's
+recording for autograd as in training) and the backward's (the whole less the forward): where
+the time is lost.
+
     python benchmarks/ops.py [--batch 128] [--repeats 15] [--only lenet5] [--chain 5] [--rates]
+    python benchmarks/ops.py --split --only conv
 """
 
 from __future__ import annotations
@@ -77,6 +82,19 @@ def convscope_step(kind, x, params, hyper):
         return ops.pool_backward(x, y, **pool, y=y if kind == "max" else None)  # as the Pool layer
 
     return run
+
+
+def forward_only(step_factory, kind, x, params, hyper):
+    """A conv row's forward alone, as its `step_factory` (convscope_step or torch_step) runs it."""
+    if step_factory is convscope_step:
+        pad = hyper.get("pad", 0)
+        return lambda: ops.conv(x, *params, pad=pad)
+    xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)), requires_grad=True)
+    w, b = params
+    wt = torch.tensor(np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1))), requires_grad=True)
+    bt = torch.tensor(b, requires_grad=True)
+    conv = F.conv3d if x.ndim == 5 else F.conv2d
+    return lambda: conv(xt, wt, bt, padding=hyper.get("pad", 0))  # recording for autograd
 
 
 def torch_step(kind, x, params, hyper):
@@ -148,6 +166,9 @@ def main() -> None:
                         help="forward + backward calls per timed call, back to back (default 1)")
     parser.add_argument("--rates", action="store_true",
                         help="add GFLOP/s columns for the conv rows and the square-product peak")
+    parser.add_argument("--split", action="store_true",
+                        help="add each conv row's forward ratio and backward ratio (the forward "
+                        "timed alone, the backward as the whole less it)")
     parser.add_argument("--only", default="", help="time only the rows whose name contains this "
                         "(e.g. lenet5, 'conv2', 3d)")
     args = parser.parse_args()
@@ -163,8 +184,9 @@ def main() -> None:
     if args.rates:
         print(f"one 2048×2048 float32 product, BLAS on every core: {square_product_rate():.0f} GFLOP/s")
     rates = " convscope GFLOP/s | PyTorch GFLOP/s |" if args.rates else ""
-    print(f"| layer | convscope ms | PyTorch ms | ratio |{rates}\n| --- | ---: | ---: | ---: |"
-          + " ---: | ---: |" * args.rates)
+    split = " forward ratio | backward ratio |" if args.split else ""
+    print(f"| layer | convscope ms | PyTorch ms | ratio |{rates}{split}\n| --- | ---: | ---: | ---: |"
+          + " ---: | ---: |" * (args.rates + args.split))
     for name, kind, shape, hyper in rows:
         batch = args.batch if len(shape) == 3 else max(1, args.batch // VOLUME_BATCH_SHARE)
         x = rng.standard_normal((batch, *shape), dtype=np.float32)
@@ -173,6 +195,9 @@ def main() -> None:
             w = rng.standard_normal((*hyper["kernel"], shape[-1], hyper["filters"]), dtype=np.float32) * 0.1
             params = (w, np.zeros(hyper["filters"], np.float32))
         steps = {"ours": convscope_step(kind, x, params, hyper), "theirs": torch_step(kind, x, params, hyper)}
+        if args.split and kind == "conv":
+            steps |= {f"{who} forward": forward_only(factory, kind, x, params, hyper)
+                      for who, factory in (("ours", convscope_step), ("theirs", torch_step))}
         times = interleaved_medians({name: chained(step, args.chain) for name, step in steps.items()},
                                     args.repeats)
         ours, theirs = times["ours"] / args.chain, times["theirs"] / args.chain
@@ -182,7 +207,14 @@ def main() -> None:
             flops = conv_flops(batch, shape, hyper) if kind == "conv" else None
             rates = (" — | — |" if flops is None
                      else f" {flops / ours / 1e9:.0f} | {flops / theirs / 1e9:.0f} |")
-        print(f"| {label} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |{rates}", flush=True)
+        split = ""
+        if args.split:
+            forward = [times.get(f"{who} forward") for who in ("ours", "theirs")]
+            split = (" — | — |" if None in forward else
+                     f" {forward[0] / forward[1]:.2f} |"
+                     f" {(times['ours'] - forward[0]) / (times['theirs'] - forward[1]):.2f} |")
+        print(f"| {label} | {ours * 1e3:.2f} | {theirs * 1e3:.2f} | {ours / theirs:.2f} |{rates}{split}",
+              flush=True)
 
 
 if __name__ == "__main__":
