@@ -292,8 +292,9 @@ def _filter_and_bias_gradients(x, dy, w_shape, stride, pads, dilate, groups, *, 
 
 def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
     """dE/dx of the convolution, batch parts in parallel (see _conv_backward_data)."""
+    filters = dx_filters(x_shape, w, dy.shape, stride, dilate, groups)  # once, before the split
     return _batchwise(_conv_backward_data, x_shape, np.result_type(dy, w), (dy,), w, stride, pads,
-                      dilate, groups)
+                      dilate, groups, filters)
 
 
 def conv_backward(x, w, dy, stride, pads, dilate, groups, *, input_grad, bias) -> tuple:
@@ -313,10 +314,11 @@ def conv_backward(x, w, dy, stride, pads, dilate, groups, *, input_grad, bias) -
         return None, *_filter_and_bias_gradients(x, dy, w.shape, stride, pads, dilate, groups, bias=bias)
     dx = np.empty(x.shape, dtype=np.result_type(dy, w))
     filter_first = {p.start: i % 2 == 1 for i, p in enumerate(parallel.batch_parts(x.shape[0]))}
+    filters = dx_filters(x.shape, w, dy.shape, stride, dilate, groups)  # once, before the split
 
     def both_products(p):  # one split for both: a part's dE/dy is still in cache for the second
         def data():
-            _conv_backward_data(dy[p], w, stride, pads, dilate, groups, out=dx[p])
+            _conv_backward_data(dy[p], w, stride, pads, dilate, groups, filters, out=dx[p])
 
         if not filter_first[p.start]:
             data()
@@ -346,8 +348,9 @@ def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
     tiny_vgg's 3×3×10×10 on 62×62 and alexnet_small's 5×5×64×64 (batch 64); 0.96–1.00× for
     CIFAR-10's conv3 and the keypoints net's conv2."""
     dx = np.empty(x.shape, dtype=np.result_type(dy, w))
+    filters = filters_as_matrix(_rotated_filters(w, groups), groups)  # once, before the split
     partial = parallel.over_batch(
-        lambda p: (_from_dy_columns(x[p], w, dy[p], pads, dilate, groups, out=dx[p]),
+        lambda p: (_from_dy_columns(x[p], w, dy[p], pads, dilate, groups, filters, out=dx[p]),
                    bias_gradient(dy[p]) if bias else None),
         x.shape[0],
     )
@@ -355,12 +358,11 @@ def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
     return dx, _unrotated_filter_gradient(summed(dts), w.shape, groups), summed(dbs) if bias else None
 
 
-def _from_dy_columns(x, w, dy, pads, dilate, groups, *, out) -> np.ndarray:
+def _from_dy_columns(x, w, dy, pads, dilate, groups, filters, *, out) -> np.ndarray:
     """dE/dx into `out` and, returned, the per-group G × (D/G) × (H'W'·K/G) products xᵀ · cols."""
     kernel = w.shape[:-2]
     view = windows(grouped(pad_spatial(dy, rotated_padding(kernel, pads, dilate), "conv.pad"), groups),
                    x.shape[1:-1], kernel, (1,) * len(kernel), dilate)
-    filters = filters_as_matrix(_rotated_filters(w, groups), groups)
     d_g = x.shape[-1] // groups
     dt = np.zeros((groups, d_g, filters[0].shape[0]), dtype=np.result_type(x, dy))
     for block in blocks(x.shape[0], x.shape[1:-1], filters[0].shape[0], d_g):
@@ -649,17 +651,34 @@ ROTATED_FEW_CHANNELS = 8  # ... or from this many, with fewer than 4 filters per
 COL2IM_MIN_FILTERS = 128  # ... unless the kernel has at most 4 taps and this many filters per group
 
 
-def _conv_backward_data(dy, w, stride, pads, dilate, groups, *, out) -> np.ndarray:
+def _conv_backward_data(dy, w, stride, pads, dilate, groups, filters=None, *, out) -> np.ndarray:
     """dE/dx: the transpose of the convolution applied to dy.
 
     With stride 1 it is itself a convolution of dy, padded by dil·(H'−1) − P, with the filters
     rotated by 180° and their d, k axes swapped within each group (no scatter-add), where
     `rotated_is_faster`. Otherwise the column gradient dy · fᵀ is scattered back over the windows
-    (col2im).
+    (col2im). `filters`: `dx_filters`' matrices, when the caller made them.
     """
+    if filters is None:
+        filters = dx_filters(out.shape, w, dy.shape, stride, dilate, groups)
     if dx_by_rotation(out.shape, w.shape, dy.shape, stride, groups):
-        return _conv_backward_data_rotated(dy, w, pads, dilate, groups, out=out)
-    return _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, out=out)
+        return _conv_backward_data_rotated(dy, w, pads, dilate, groups, filters, out=out)
+    return _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, filters, out=out)
+
+
+def dx_filters(x_shape, w, dy_shape, stride, dilate, groups) -> list[np.ndarray]:
+    """The right-hand matrices of dE/dx's products: the rotated filters (`_rotated_filters`), or
+    for col2im the filters, banded for its tiles. Made once before a batch split (see
+    `product_filters`)."""
+    if dx_by_rotation(x_shape, w.shape, dy_shape, stride, groups):
+        return filters_as_matrix(_rotated_filters(w, groups), groups)
+    return filter_matrices(w, groups, _col2im_tile_of(dy_shape, w.shape, x_shape[-1], groups, dilate),
+                           stride[-1])
+
+
+def _col2im_tile_of(dy_shape, w_shape, channels, groups, dilate) -> int:
+    return col2im_tile(tile_width(dy_shape[-2], w_shape[-1], channels, groups, dilate[-1]),
+                       w_shape[-3], channels // groups)
 
 
 def dx_by_rotation(x_shape, w_shape, dy_shape, stride, groups) -> bool:
@@ -719,10 +738,11 @@ def rotated_padding(kernel, pads, dilate):
     return tuple((e - a, e - b) for e, (a, b) in zip(full, pads))
 
 
-def _conv_backward_data_rotated(dy, w, pads, dilate, groups, *, out):
-    kernel = w.shape[:-2]
-    return _conv_forward(dy, _rotated_filters(w, groups), (1,) * len(kernel),
-                         rotated_padding(kernel, pads, dilate), dilate, groups, out.shape[1:-1], out, tile=1)
+def _conv_backward_data_rotated(dy, w, pads, dilate, groups, filters, *, out):
+    kernel, (d_g, k) = w.shape[:-2], w.shape[-2:]
+    rotated = np.broadcast_to(np.zeros((), w.dtype), (*kernel, k // groups, groups * d_g))  # its shape
+    return _conv_forward(dy, rotated, (1,) * len(kernel), rotated_padding(kernel, pads, dilate), dilate,
+                         groups, out.shape[1:-1], out, tile=1, filters=filters)
 
 
 def col2im_tile(tile: int, kernel_width: int, channels_per_group: int) -> int:
@@ -739,19 +759,17 @@ def col2im_tile(tile: int, kernel_width: int, channels_per_group: int) -> int:
     return tile
 
 
-def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, *, out):
+def _conv_backward_data_col2im(dy, w, stride, pads, dilate, groups, filters, *, out):
     """dE/dx = col2im(dy · fᵀ), block by block: the column gradient of a block, one product per
     group (against the banded filters for tiles), is added back over the windows. With one
     channel per group and no tiles it is computed offset-major, (H'W') × M as im2col lays such
     columns out, and added back one kernel offset at a time, each a run of whole output rows (the
     keypoints net's conv1, D = 1: 31 ms against 73 ms window by window)."""
     out_spatial, d_g = dy.shape[1:-1], out.shape[-1] // groups
-    tile = col2im_tile(tile_width(out_spatial[-1], w.shape[-1], out.shape[-1], groups, dilate[-1]),
-                       w.shape[-3], d_g)
+    tile = _col2im_tile_of(dy.shape, w.shape, out.shape[-1], groups, dilate)
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
     columns = math.prod(kernel_t) * d_g
     dxp = padded_target(out, pads, "conv.dx")
-    filters = filter_matrices(w, groups, tile, stride[-1])
     for n0, n1, i0, i1 in blocks(out.shape[0], out_t, columns):
         band = (i1 - i0, *out_t[1:])
         target = dxp[n0:n1, i0 * stride[0] :]
