@@ -77,10 +77,11 @@ TILE_FILTERS = 80  # tile·K at most: wider tiles waste more products on the ban
 TILE_CHANNELS = 32  # inputs with this many channels or more are not tiled
 
 
-def tile_width(out_width: int, filters: int, channels: int, groups: int, dilate_last: int) -> int:
+def tile_width(out_width: int, filters: int, channels: int, groups: int, dilate_last: int, *,
+               limit: int = TILE_FILTERS) -> int:
     """Outputs along the last spatial axis computed by one im2col row: the largest divisor of W''
-    with tile·K ≤ TILE_FILTERS, for inputs with fewer than TILE_CHANNELS channels (1 for grouped or
-    dilated convolutions).
+    with tile·K ≤ `limit` (TILE_FILTERS), for inputs with fewer than TILE_CHANNELS channels (1 for
+    grouped or dilated convolutions).
 
     Tiles lengthen both sides of a narrow product. LeNet-5's conv1 (D = 1, K = 6, tiles of 7):
     forward 2.3 → 1.6 ms on one core; conv2 (D = 6, K = 16, tiles of 5): dE/dx 6.1 → 3.9 ms;
@@ -90,8 +91,27 @@ def tile_width(out_width: int, filters: int, channels: int, groups: int, dilate_
     """
     if groups != 1 or dilate_last != 1 or channels >= TILE_CHANNELS:
         return 1
-    fitting = [t for t in range(1, out_width + 1) if out_width % t == 0 and t * filters <= TILE_FILTERS]
+    fitting = [t for t in range(1, out_width + 1) if out_width % t == 0 and t * filters <= limit]
     return max(fitting, default=1)
+
+
+FORWARD_TILE_FILTERS = 64  # the forward's tile·K at most
+WIDE_ENOUGH = 16  # filters from which the forward of a one-channel input is not tiled
+
+
+def forward_tile_width(out_width: int, filters: int, channels: int, groups: int, dilate_last: int) -> int:
+    """`tile_width` for the forward, whose filter matrices are made before the batch split
+    (`product_filters`): tiles of at most FORWARD_TILE_FILTERS outputs, and none for one input
+    channel with WIDE_ENOUGH filters or more (its untiled columns are copied offset-major, see
+    `im2col`). Forward alone, two threads after a pause, in turns (ms): LeNet-5's conv2 (K = 16)
+    in tiles of 2: 1.68–1.72, of 5 (tile·K = 80): 2.31–2.61, untiled 1.74–2.01; the keypoints
+    conv1 (D = 1, K = 32) untiled 28.0–28.8, in tiles of 2: 36.4–38.8; the 3D conv1 (D = 1, K =
+    16) untiled 26.9, in tiles of 4: 28.8; tiny VGG's second conv (K = 10) in tiles of 4: 11.6, of
+    6: 12.5; still tiled as before, CIFAR-10's conv1 (K = 32, tiles of 2: 6–9 % faster than
+    untiled) and LeNet-5's conv1 (D = 1, K = 6, tiles of 7: 2.7 against 4.7 untiled)."""
+    if channels == 1 and filters >= WIDE_ENOUGH:
+        return 1
+    return tile_width(out_width, filters, channels, groups, dilate_last, limit=FORWARD_TILE_FILTERS)
 
 
 def tiled_geometry(out_spatial, kernel, stride, tile: int):
@@ -265,7 +285,7 @@ def per_group(a: np.ndarray, groups: int, tile: int = 1) -> list[np.ndarray]:
 def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None) -> np.ndarray:
     """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}, batch parts in parallel."""
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
-    tile = tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
+    tile = forward_tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
     filters = product_filters(w, groups, tile, stride[-1], bias, y.dtype)  # once, before the split
     parallel.over_batch(
         lambda p: _conv_forward(x[p], w, stride, pads, dilate, groups, out_spatial, y[p], bias,
@@ -600,7 +620,7 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
     filters measured slower, e.g. 29.9 against 21.1 ms for 64×64×10 inputs with 3×3×10×10 filters).
     `filters`: the product's right-hand matrices (`product_filters`), when the caller made them."""
     if tile is None:
-        tile = tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
+        tile = forward_tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
     out_t, kernel_t, stride_t = tiled_geometry(out_spatial, w.shape[:-2], stride, tile)
     view = windows(grouped(pad_spatial(x, pads, "conv.pad"), groups), out_t, kernel_t, stride_t, dilate)
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), np.result_type(x, w)) if out is None else out
