@@ -84,17 +84,22 @@ def convscope_step(kind, x, params, hyper):
     return run
 
 
-def forward_only(step_factory, kind, x, params, hyper):
-    """A conv row's forward alone, as its `step_factory` (convscope_step or torch_step) runs it."""
-    if step_factory is convscope_step:
-        pad = hyper.get("pad", 0)
-        return lambda: ops.conv(x, *params, pad=pad)
+def forward_only(who, x, params, hyper):
+    """A conv row's forward alone: convscope's (``who == "ours"``) or PyTorch's, as the steps run it."""
+    if who == "ours":
+        return lambda: ops.conv(x, *params, pad=hyper.get("pad", 0))
+    return torch_conv(x, params, hyper)[0]
+
+
+def torch_conv(x, params, hyper):
+    """PyTorch's convolution of a conv row on NCHW tensors recording for autograd: (a call running
+    the forward, the tensors it differentiates by)."""
     xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)), requires_grad=True)
     w, b = params
     wt = torch.tensor(np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1))), requires_grad=True)
     bt = torch.tensor(b, requires_grad=True)
-    conv = F.conv3d if x.ndim == 5 else F.conv2d
-    return lambda: conv(xt, wt, bt, padding=hyper.get("pad", 0))  # recording for autograd
+    conv, pad = (F.conv3d if x.ndim == 5 else F.conv2d), hyper.get("pad", 0)
+    return (lambda: conv(xt, wt, bt, padding=pad)), (xt, wt, bt)
 
 
 def torch_step(kind, x, params, hyper):
@@ -102,19 +107,15 @@ def torch_step(kind, x, params, hyper):
     gradients are returned (torch.autograd.grad), not added into .grad, since convscope's backward
     also returns new arrays (accumulating cost PyTorch up to 10 % on the pooling rows)."""
     spatial = x.ndim - 2
-    xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)), requires_grad=True)
     if kind == "conv":
-        w, b = params
-        wt = torch.tensor(np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1))), requires_grad=True)
-        bt = torch.tensor(b, requires_grad=True)
-        pad = hyper.get("pad", 0)
-        conv = F.conv3d if spatial == 3 else F.conv2d
+        forward, inputs = torch_conv(x, params, hyper)
 
         def run():
-            y = conv(xt, wt, bt, padding=pad)
-            torch.autograd.grad(y, (xt, wt, bt), y.detach())
+            y = forward()
+            torch.autograd.grad(y, inputs, y.detach())
 
         return run
+    xt = torch.tensor(np.ascontiguousarray(np.moveaxis(x, -1, 1)), requires_grad=True)
     if kind == "lrn":
         def run():
             y = F.local_response_norm(xt, hyper["size"], 1e-4 * hyper["size"], 0.75, 2.0)
@@ -196,8 +197,7 @@ def main() -> None:
             params = (w, np.zeros(hyper["filters"], np.float32))
         steps = {"ours": convscope_step(kind, x, params, hyper), "theirs": torch_step(kind, x, params, hyper)}
         if args.split and kind == "conv":
-            steps |= {f"{who} forward": forward_only(factory, kind, x, params, hyper)
-                      for who, factory in (("ours", convscope_step), ("theirs", torch_step))}
+            steps |= {f"{who} forward": forward_only(who, x, params, hyper) for who in ("ours", "theirs")}
         times = interleaved_medians({name: chained(step, args.chain) for name, step in steps.items()},
                                     args.repeats)
         ours, theirs = times["ours"] / args.chain, times["theirs"] / args.chain

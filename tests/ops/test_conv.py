@@ -17,8 +17,9 @@ from convscope.ops._args import padding
 # reach some of them, so the PyTorch comparisons run under every choice forced.
 STRATEGIES = {
     "chosen": {},
-    "untiled": {"TILE_FILTERS": 0},
-    "widest-tiles": {"TILE_FILTERS": 10**6, "TILE_CHANNELS": 10**6},
+    "untiled": {"TILE_FILTERS": 0, "FORWARD_TILE_FILTERS": 0},
+    "widest-tiles": {"TILE_FILTERS": 10**6, "TILE_CHANNELS": 10**6, "FORWARD_TILE_FILTERS": 10**6,
+                     "WIDE_ENOUGH": 10**6},
     "dx-rotated": {"ROTATED_MIN_CHANNELS": 1, "COL2IM_MIN_FILTERS": 10**6},
     "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6, "ROTATED_FEW_CHANNELS": 10**6},
 }
