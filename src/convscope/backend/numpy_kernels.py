@@ -153,10 +153,13 @@ def im2col(view: np.ndarray, name: str, *, tiled: bool = False, ones: bool = Fal
     Columns live in the reusable buffer `name`. With several channels per group, or tiled windows,
     they are copied from the strided window view in one pass (contiguous runs of W'·Dg numbers).
     With one channel per group (a gray first layer, a depthwise conv) and untiled windows, whose
-    runs are a few numbers long, they are laid out offset-major, (H'W') × M, one contiguous
-    strided-slice copy per kernel offset, and handed out transposed (BLAS reads either layout):
+    runs are a few numbers long, they are laid out offset-major, (H'W') × M, each kernel offset's
+    rows a contiguous strided slice, and handed out transposed (BLAS reads either layout):
     copying 5×5 windows of a 28×28×1 batch that way took 1.4 ms against 5.6 ms. (Tiled, the same
-    layer's forward took 2.0 ms copied in one pass, 3.5 ms offset-major.)
+    layer's forward took 2.0 ms copied in one pass, 3.5 ms offset-major.) One copy of the view with
+    its kernel axes moved in front, rather than one copy per offset: a block of the keypoints
+    net's conv1 (one 94×94 sample, 3×3 taps) 33 → 23 µs, of the 3D net's conv1 (23 of its 28×28
+    planes, 3×3×3 taps) 204 → 183 µs; the per-offset copies were mostly the interpreter's work.
     """
     spatial = (view.ndim - 3) // 2
     groups, rows = view.shape[0], math.prod(view.shape[1 : 2 + spatial])
@@ -167,11 +170,12 @@ def im2col(view: np.ndarray, name: str, *, tiled: bool = False, ones: bool = Fal
         if ones:
             cols[..., width] = 1
         return list(cols)
-    kernel = view.shape[2 + spatial : -1]
+    kernel, outputs = view.shape[2 + spatial : -1], view.shape[1 : 2 + spatial]
     taps = math.prod(kernel)
-    cols = workspace.buffer(name, (groups, taps + int(ones), *view.shape[1 : 2 + spatial]), view.dtype)
-    for tap, offset in enumerate(product(*map(range, kernel))):
-        cols[:, tap] = view[(slice(None), slice(None), *((slice(None),) * spatial), *offset, 0)]
+    cols = workspace.buffer(name, (groups, taps + int(ones), *outputs), view.dtype)
+    kernel_axes = tuple(range(2 + spatial, 2 + 2 * spatial))
+    by_offset = np.moveaxis(view[..., 0], kernel_axes, tuple(range(1, 1 + spatial)))  # G, H', W', N, H'', W''
+    np.copyto(cols[:, :taps].reshape(groups, *kernel, *outputs), by_offset)
     if ones:
         cols[:, taps] = 1
     return [c.reshape(cols.shape[1], rows).T for c in cols]
