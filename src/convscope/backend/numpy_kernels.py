@@ -158,8 +158,8 @@ def im2col(view: np.ndarray, name: str, *, tiled: bool = False, ones: bool = Fal
     copying 5×5 windows of a 28×28×1 batch that way took 1.4 ms against 5.6 ms. (Tiled, the same
     layer's forward took 2.0 ms copied in one pass, 3.5 ms offset-major.) One copy of the view with
     its kernel axes moved in front, rather than one copy per offset: a block of the keypoints
-    net's conv1 (one 94×94 sample, 3×3 taps) 33 → 23 µs, of the 3D net's conv1 (23 of its 28×28
-    planes, 3×3×3 taps) 204 → 183 µs; the per-offset copies were mostly the interpreter's work.
+    net's conv1 (one 94×94 sample, 3×3 taps) 33 → 23 µs, of the 3D net's conv1 (one 28×28×28
+    volume, 3×3×3 taps) 204 → 183 µs; the per-offset copies were mostly the interpreter's work.
     """
     spatial = (view.ndim - 3) // 2
     groups, rows = view.shape[0], math.prod(view.shape[1 : 2 + spatial])
