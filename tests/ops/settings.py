@@ -21,6 +21,10 @@ CONV_SETTINGS = {
     "pad-larger-than-kernel": ((1, 4, 4, 2), (2, 2, 2, 2), True, {"pad": (3, 0, 0, 3)}),
     "3d": ((2, 5, 6, 4, 2), (2, 3, 2, 2, 3), True, {"stride": (1, 2, 1), "pad": (1, 0, 0, 1, 1, 0)}),
     "3d-dilate-groups": ((1, 6, 5, 5, 4), (2, 2, 2, 2, 4), False, {"dilate": (2, 1, 1), "groups": 2}),
+    # one channel per group in 3D: im2col's offset-major columns (a gray volume's first layer, untiled
+    # from 16 filters on; a depthwise layer)
+    "3d-gray-first-layer": ((2, 4, 5, 6, 1), (3, 3, 3, 1, 16), True, {"pad": 1}),
+    "3d-depthwise": ((1, 4, 5, 5, 3), (2, 3, 2, 1, 3), True, {"groups": 3, "pad": (0, 1, 1, 0, 1, 1)}),
 }
 
 TRANSPOSE_SETTINGS = {
