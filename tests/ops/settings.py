@@ -19,6 +19,8 @@ CONV_SETTINGS = {
     "K<=D-dilate-asymmetric": ((2, 9, 8, 4), (3, 3, 4, 3), True, {"dilate": 2, "pad": (2, 1, 0, 3)}),
     "K>D-groups": ((2, 6, 7, 4), (3, 3, 2, 10), True, {"pad": (1, 0, 2, 1), "groups": 2}),
     "pad-larger-than-kernel": ((1, 4, 4, 2), (2, 2, 2, 2), True, {"pad": (3, 0, 0, 3)}),
+    # the dilated taps never read x's middle row: its dE/dx is zero
+    "dilate-skips-input-rows": ((2, 3, 5, 2), (2, 2, 2, 3), True, {"dilate": 2, "pad": (0, 0, 1, 0)}),
     "3d": ((2, 5, 6, 4, 2), (2, 3, 2, 2, 3), True, {"stride": (1, 2, 1), "pad": (1, 0, 0, 1, 1, 0)}),
     "3d-dilate-groups": ((1, 6, 5, 5, 4), (2, 2, 2, 2, 4), False, {"dilate": (2, 1, 1), "groups": 2}),
     # one channel per group in 3D: im2col's offset-major columns (a gray volume's first layer, untiled

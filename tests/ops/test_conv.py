@@ -13,8 +13,10 @@ from convscope.debug import gradcheck
 from convscope.ops._args import padding
 
 # The NumPy kernels choose among equivalent computations by size (tiles of the last axis against
-# banded filters; dE/dx as a rotated convolution or by col2im). The small test shapes would only
-# reach some of them, so the PyTorch comparisons run under every choice forced.
+# banded filters; dE/dx as a rotated convolution or by col2im; padded convolutions box by box). The
+# small test shapes would only reach some of them, so the PyTorch comparisons run under every choice
+# forced.
+BOXES = {"BOXES_MIN_CHANNELS": 1, "BOXES_MIN_PADDED": 0.0}
 STRATEGIES = {
     "chosen": {},
     "untiled": {"TILE_FILTERS": 0, "FORWARD_TILE_FILTERS": 0},
@@ -22,6 +24,8 @@ STRATEGIES = {
                      "WIDE_ENOUGH": 10**6},
     "dx-rotated": {"ROTATED_MIN_CHANNELS": 1, "COL2IM_MIN_FILTERS": 10**6},
     "dx-col2im": {"ROTATED_MIN_CHANNELS": 10**6, "ROTATED_FEW_CHANNELS": 10**6},
+    "boxes": {**BOXES, "ROTATED_MIN_CHANNELS": 1, "COL2IM_MIN_FILTERS": 10**6},
+    "boxes-dx-col2im": {**BOXES, "ROTATED_MIN_CHANNELS": 10**6, "ROTATED_FEW_CHANNELS": 10**6},
 }
 
 
@@ -163,6 +167,7 @@ def test_conv_backward_rejects_a_dy_of_the_wrong_shape():
         ops.conv_backward(x, w, None, np.zeros((2, 6, 6, 3)))
 
 
+@pytest.mark.parametrize("strategy_name", ["chosen", "boxes"])
 @settings(max_examples=40, deadline=None)
 @given(
     batch=st.integers(1, 3),
@@ -176,7 +181,7 @@ def test_conv_backward_rejects_a_dy_of_the_wrong_shape():
     groups=st.sampled_from([1, 2]),
 )
 def test_conv_matches_pytorch_for_any_geometry(batch, size, channels, filters, kernel, stride, dilate, pads,
-                                               groups):
+                                               groups, strategy_name):
     channels, filters = channels * groups, filters * groups
     w_shape = (*kernel, channels // groups, filters)
     extents = [d * (k - 1) + 1 for k, d in zip(kernel, dilate)]
@@ -192,7 +197,10 @@ def test_conv_matches_pytorch_for_any_geometry(batch, size, channels, filters, k
         return conv_reference(x, w, b, stride=stride, pads=pairs, dilate=dilate, groups=groups)
 
     inputs = list(conv_inputs((batch, *size, channels), w_shape, True, filters))
-    check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=np.float64, hyper=hyper)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in STRATEGIES[strategy_name].items():
+            patch.setattr(numpy_kernels, name, value)
+        check_op(ops.conv, ops.conv_backward, reference, inputs, dtype=np.float64, hyper=hyper)
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from itertools import product
 import numpy as np
 
 from convscope.backend import parallel, workspace
+from convscope.backend.boxes import box_sizes, padded_share, padding_free_boxes
 
 
 def pad_spatial(x: np.ndarray, pads, name: str) -> np.ndarray:
@@ -287,8 +288,14 @@ def per_group(a: np.ndarray, groups: int, tile: int = 1) -> list[np.ndarray]:
 
 
 def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None) -> np.ndarray:
-    """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}, batch parts in parallel."""
+    """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}, batch parts in parallel;
+    box by box where the padding holds enough of the products (`by_boxes`)."""
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
+    if by_boxes(x.shape[1:-1], out_spatial, w.shape[:-2], stride, dilate, pads, min(w.shape[-2:]), groups):
+        box_list = padding_free_boxes(x.shape[1:-1], out_spatial, w.shape[:-2], stride, dilate, before(pads))
+        products = box_products(x, w, y, stride, dilate, box_list)
+        parallel.over_batch(lambda p: _conv_forward_by_boxes(p, products, bias), x.shape[0])
+        return y
     tile = forward_tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
     filters = product_filters(w, groups, tile, stride[-1], bias, y.dtype)  # once, before the split
     parallel.over_batch(
@@ -370,14 +377,24 @@ def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
     without an im2col of x. Against the two products apart, in turns, two runs: 0.86–0.90× for
     CIFAR-10's conv2 (batch 128), 0.85–0.86× for convnet3d's conv2 (batch 32), 0.88× and 0.92× for
     tiny_vgg's 3×3×10×10 on 62×62 and alexnet_small's 5×5×64×64 (batch 64); 0.96–1.00× for
-    CIFAR-10's conv3 and the keypoints net's conv2."""
+    CIFAR-10's conv3 and the keypoints net's conv2. Where the padded dE/dy holds enough of the
+    products' inputs (`by_boxes`), box by box from the unpadded dE/dy (`_from_dy_columns_by_boxes`)."""
     dx = np.empty(x.shape, dtype=np.result_type(dy, w))
-    filters = filters_as_matrix(_rotated_filters(w, groups), groups)  # once, before the split
-    partial = parallel.over_batch(
-        lambda p: (_from_dy_columns(x[p], w, dy[p], pads, dilate, groups, filters, out=dx[p]),
-                   bias_gradient(dy[p]) if bias else None),
-        x.shape[0],
-    )
+    rotated, kernel = _rotated_filters(w, groups), w.shape[:-2]
+    padding, ones = rotated_padding(kernel, pads, dilate), (1,) * len(kernel)
+    if by_boxes(dy.shape[1:-1], x.shape[1:-1], kernel, ones, dilate, padding, min(w.shape[-2:]), groups):
+        box_list = padding_free_boxes(dy.shape[1:-1], x.shape[1:-1], kernel, ones, dilate, before(padding))
+        boxes = box_products(dy, rotated, dx, ones, dilate, box_list)
+
+        def products(p):
+            return _from_dy_columns_by_boxes(p, x, boxes, (x.shape[-1], *kernel, dy.shape[-1]))
+    else:
+        filters = filters_as_matrix(rotated, groups)  # once, before the split
+
+        def products(p):
+            return _from_dy_columns(x[p], w, dy[p], pads, dilate, groups, filters, out=dx[p])
+
+    partial = parallel.over_batch(lambda p: (products(p), bias_gradient(dy[p]) if bias else None), x.shape[0])
     dts, dbs = zip(*partial)
     return dx, _unrotated_filter_gradient(summed(dts), w.shape, groups), summed(dbs) if bias else None
 
@@ -399,6 +416,25 @@ def _from_dy_columns(x, w, dy, pads, dilate, groups, filters, *, out) -> np.ndar
                 dx_g[...] = c @ f
             dt[g] += x_g.T @ c
     return dt
+
+
+def _from_dy_columns_by_boxes(p: slice, x, products, dt_shape) -> np.ndarray:
+    """`_from_dy_columns` for the batch part p box by box (`by_boxes`, one group): each box of x's
+    positions from the columns of the unpadded dE/dy over its taps only (`box_products`), dE/dx =
+    cols · f'_taps and, returned, xᵀ · cols added to the D × (H'×W') × K products at those taps."""
+    d = dt_shape[0]
+    dt = np.zeros(dt_shape, dtype=np.result_type(x, products[0][3]))
+    for box, view, f, dx_box in products:
+        dx_box = dx_box[p]
+        if f is None:
+            dx_box[...] = 0
+            continue
+        x_box, dt_taps = x[(p, *box.outputs)], dt[(slice(None), *box.taps)]
+        for block, cols in box_columns(view[p], f.shape[0], d):
+            dx_part = block_of(dx_box, block)
+            dx_part[...] = np.matmul(cols, f, out=_box_product_buffer(cols, f)).reshape(dx_part.shape)
+            dt_taps += (block_of(x_box, block).reshape(-1, d).T @ cols).reshape(dt_taps.shape)
+    return dt.reshape(1, d, -1)
 
 
 def _unrotated_filter_gradient(dt, w_shape, groups) -> np.ndarray:
@@ -640,6 +676,85 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
             for part, c, f in zip(per_group(y_block, groups), cols, filters):
                 part[...] = c @ f
     return y
+
+
+BOXES_MIN_PADDED = 0.02  # share of a convolution's products on padding zeros from which it goes by boxes
+BOXES_MIN_CHANNELS = 16  # ... with this many input and output channels or more
+
+
+def by_boxes(in_spatial, out_spatial, kernel, stride, dilate, pads, channels: int, groups: int) -> bool:
+    """Whether a convolution runs box by box (boxes.py): ungrouped, with `channels` (the fewer of
+    its input and output channels) at least BOXES_MIN_CHANNELS, and at least BOXES_MIN_PADDED of
+    its multiply-adds on padding zeros (`padded_share`).
+
+    benchmarks/padding_boxes.py, two threads, batch 128 (3D: 32), forward and backward, boxes /
+    padded im2col in turns: CIFAR-10's conv2 0.91 and 0.90, its conv3 0.92 and 0.86,
+    alexnet_small's conv2 0.90 and 0.89, the 3D net's conv2 0.88 and 0.90, 4×4×128 inputs with
+    3×3×128×128 filters 0.80 and 0.81; 48×48×32 inputs with 3×3×32×64 filters, 2.8 % of the
+    products on padding, 0.99 and 0.93. But 16×16×8 inputs with 5×5×8×16 filters 1.36 and 1.05:
+    fewer channels go by tiles (`tile_width`), and the rotated dE/dx's product is only D wide."""
+    if groups != 1 or channels < BOXES_MIN_CHANNELS:
+        return False
+    return padded_share(in_spatial, out_spatial, kernel, stride, dilate, before(pads)) >= BOXES_MIN_PADDED
+
+
+def before(pads) -> tuple[int, ...]:
+    """The padding before the first input along each spatial axis, of (before, after) pairs."""
+    return tuple(a for a, _ in pads)
+
+
+def box_products(x, w, out, stride, dilate, box_list) -> list[tuple]:
+    """Per box, made once before a batch split (slicing a part out of them is then all a part does
+    in the interpreter): (box, the window view of the unpadded x over the box's taps, the matrix of
+    those taps' filters (taps·D) × K, the box's outputs), views over the whole batch; view and
+    matrix None for a box whose windows lie wholly in the padding."""
+    spatial = x.ndim - 2
+    # the windows of the whole kernel from every input position, [n, a, …, h, …, d] = x[n, a + dil·h, …, d]:
+    # each box slices out its positions and taps, which lie inside x (those of windows running past
+    # x's end are never read). One strided view, then slicing: 25 boxes of the CIFAR-10 net's conv3
+    # took 0.42 ms with a strided view per box
+    reach = window_view(x, x.shape[1:-1], w.shape[:spatial], (1,) * spatial, dilate)
+    products = []
+    for box in box_list:
+        out_box = out[(slice(None), *box.outputs)]
+        if box.empty:
+            products.append((box, None, None, out_box))
+            continue
+        outputs = box_sizes(box.outputs)
+        positions = (slice(a, a + s * (n - 1) + 1, s) for a, s, n in zip(box.start, stride, outputs))
+        view = reach[(slice(None), *positions, *(slice(0, t) for t in box_sizes(box.taps)))]
+        products.append((box, view, w[box.taps].reshape(-1, w.shape[-1]), out_box))
+    return products
+
+
+def box_columns(view: np.ndarray, columns: int, outputs: int):
+    """(block, im2col columns) of one part's window view of a box, block by block (`blocks`)."""
+    spatial = (view.ndim - 2) // 2
+    for block in blocks(view.shape[0], view.shape[1 : 1 + spatial], columns, outputs):
+        windows_of_block = block_of(view, block)
+        cols = workspace.buffer("conv.cols", windows_of_block.shape, view.dtype)
+        np.copyto(cols, windows_of_block)
+        yield block, cols.reshape(-1, columns)
+
+
+def _box_product_buffer(cols: np.ndarray, f: np.ndarray) -> np.ndarray:
+    return workspace.buffer("conv.box", (cols.shape[0], f.shape[1]), np.result_type(cols, f))
+
+
+def _conv_forward_by_boxes(p: slice, products, bias) -> None:
+    """The forward of the batch part p box by box (`by_boxes`): y_box = cols_box · f_taps + b."""
+    for _, view, f, y_box in products:
+        y_box = y_box[p]
+        if f is None:
+            y_box[...] = 0 if bias is None else bias
+            continue
+        for block, cols in box_columns(view[p], *f.shape):
+            y_part = block_of(y_box, block)
+            product = np.matmul(cols, f, out=_box_product_buffer(cols, f)).reshape(y_part.shape)
+            if bias is None:
+                y_part[...] = product
+            else:
+                np.add(product, bias, out=y_part)
 
 
 def _conv_backward_filter(x, dy, w_shape, stride, pads, dilate, groups, *, bias=False) -> tuple:

@@ -1,0 +1,97 @@
+"""Padded convolutions box by box (backend/boxes.py) against the padded im2col, in turns.
+
+For each layer, times the forward and the backward (dE/dx, dE/df, dE/db) of convscope's NumPy conv
+at batch 128 (32 for 3D volumes) twice in each round: once with every padded convolution forced
+box by box, once with none, and prints the medians, the ratios (boxes / padded, below 1: boxes
+faster), the share of the products that fall on padding zeros (`padded_share`) and whether
+`by_boxes` picks boxes, for forward and for the rotated dE/dx. The layers are the lecture's
+networks' padded convolutions and a few more shapes around the rule's thresholds.
+
+    python benchmarks/padding_boxes.py
+    CONVSCOPE_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/padding_boxes.py   # one core
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from convscope import ops  # noqa: E402
+from convscope.backend import numpy_kernels  # noqa: E402
+from convscope.backend.boxes import padded_share  # noqa: E402
+from timing import interleaved_medians  # noqa: E402
+
+# name, input (without the batch), filters, pad
+LAYERS = [
+    ("cifar10 conv2 16×16×32 5×5×32 pad 2", (16, 16, 32), (5, 5, 32, 32), 2),
+    ("cifar10 conv3 8×8×32 5×5×64 pad 2", (8, 8, 32), (5, 5, 32, 64), 2),
+    ("alexnet_small conv2 16×16×64 5×5×64 pad 2", (16, 16, 64), (5, 5, 64, 64), 2),
+    ("3d conv2 14³×16 3×3×3×32 pad 1", (14, 14, 14, 16), (3, 3, 3, 16, 32), 1),
+    ("48×48×32 3×3×64 pad 1", (48, 48, 32), (3, 3, 32, 64), 1),
+    ("32×32×16 3×3×16 pad 1", (32, 32, 16), (3, 3, 16, 16), 1),
+    ("16×16×16 5×5×32 pad 2", (16, 16, 16), (5, 5, 16, 32), 2),
+    ("8×8×64 3×3×64 pad 1", (8, 8, 64), (3, 3, 64, 64), 1),
+    ("4×4×128 3×3×128 pad 1", (4, 4, 128), (3, 3, 128, 128), 1),
+    ("16×16×8 5×5×16 pad 2", (16, 16, 8), (5, 5, 8, 16), 2),
+]
+
+
+DEFAULT_PADDED, DEFAULT_CHANNELS = numpy_kernels.BOXES_MIN_PADDED, numpy_kernels.BOXES_MIN_CHANNELS
+
+
+def with_boxes(forced: bool, fn):
+    """fn run with every padded convolution box by box (forced) or none."""
+    def call():
+        numpy_kernels.BOXES_MIN_PADDED = 0.0 if forced else 2.0
+        numpy_kernels.BOXES_MIN_CHANNELS = 1
+        try:
+            return fn()
+        finally:
+            numpy_kernels.BOXES_MIN_PADDED = DEFAULT_PADDED
+            numpy_kernels.BOXES_MIN_CHANNELS = DEFAULT_CHANNELS
+
+    return call
+
+
+def rule(shape, w_shape, pad) -> str:
+    """'fwd/dx' picks of `by_boxes` for a stride-1 layer, and the padded share."""
+    spatial, kernel = shape[:-1], w_shape[:-2]
+    ones, pads = (1,) * len(spatial), ((pad, pad),) * len(spatial)
+    rotated = numpy_kernels.rotated_padding(kernel, pads, ones)
+    fwd = numpy_kernels.by_boxes(spatial, spatial, kernel, ones, ones, pads, min(w_shape[-2:]), 1)
+    dx = numpy_kernels.by_boxes(spatial, spatial, kernel, ones, ones, rotated, min(w_shape[-2:]), 1)
+    share = padded_share(spatial, spatial, kernel, ones, ones, (pad,) * len(spatial))
+    return f"{share:.3f} | {'boxes' if fwd else 'padded'} / {'boxes' if dx else 'padded'}"
+
+
+def timed_layer(shape, w_shape, pad, rng) -> dict:
+    """{(fwd or bwd, forced): median ms} of one layer, with and without boxes, in turns."""
+    batch = 32 if len(shape) == 4 else 128
+    x = rng.standard_normal((batch, *shape), dtype=np.float32)
+    w = (rng.standard_normal(w_shape) * 0.05).astype(np.float32)
+    b = np.zeros(w_shape[-1], np.float32)
+    dy = rng.standard_normal(ops.conv(x, w, b, pad=pad).shape, dtype=np.float32)
+    calls = {}
+    for forced in (False, True):
+        calls["fwd", forced] = with_boxes(forced, lambda: ops.conv(x, w, b, pad=pad))
+        calls["bwd", forced] = with_boxes(forced, lambda: ops.conv_backward(x, w, b, dy, pad=pad))
+    return {k: v * 1e3 for k, v in interleaved_medians(calls, repeats=15).items()}
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    print("| layer | padded share | rule (fwd / dx) | fwd padded ms | fwd boxes ms | ratio "
+          "| bwd padded ms | bwd boxes ms | ratio |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, shape, w_shape, pad in LAYERS:
+        ms = timed_layer(shape, w_shape, pad, rng)
+        print(f"| {name} | {rule(shape, w_shape, pad)} | {ms['fwd', False]:.2f} | {ms['fwd', True]:.2f} | "
+              f"{ms['fwd', True] / ms['fwd', False]:.2f} | {ms['bwd', False]:.2f} | {ms['bwd', True]:.2f} | "
+              f"{ms['bwd', True] / ms['bwd', False]:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
