@@ -10,6 +10,11 @@ Layers with few filters tile the last spatial axis (see `tile_width`): one im2co
 window wide enough for `tile` neighbouring outputs, and the filters become a banded (Toeplitz)
 matrix with tile·K columns, which BLAS runs far better than a product with K = 6 columns.
 
+Padded layers with many channels go box by box (`by_boxes`, boxes.py): the outputs whose windows
+read the same taps inside the input are one product of the unpadded input's columns over those
+taps with those taps' filters, so no product is spent on a padding zero (28 % of the CIFAR-10
+net's conv3).
+
 Arguments arrive checked and normalised by :mod:`convscope.ops`: `stride`, `dilate` are tuples
 with one int per spatial axis and `pads` is ((before, after), ...) per spatial axis.
 """
