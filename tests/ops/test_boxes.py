@@ -21,8 +21,10 @@ def inside_taps(size, kernel, stride, dilate, pad, i):
     return [h for h in range(kernel) if 0 <= stride * i + dilate * h - pad < size]
 
 
+# (input size, kernel, stride, dilation, padding before and after): negative pads crop, as the
+# rotated dE/dx's padding dil·(H'−1) − P does when P is larger
 axis = st.tuples(st.integers(1, 9), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3),
-                 st.integers(0, 5))
+                 st.integers(-2, 5))
 
 
 @settings(max_examples=200, deadline=None)
@@ -65,11 +67,13 @@ def test_cifar10_conv3_boxes_are_five_runs_per_axis_and_skip_28_percent():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("x_shape, w_shape, pad", [
-    ((2, 6, 5, 16), (3, 3, 16, 16), 1),  # the default rule's boxes, forward and rotated dE/dx
-    ((1, 4, 5, 4, 16), (3, 3, 3, 16, 24), (1, 0, 1, 1, 0, 2)),
+@pytest.mark.parametrize("x_shape, w_shape, pad, boxes", [
+    ((2, 6, 5, 16), (3, 3, 16, 16), 1, True),  # the default rule's boxes, forward and rotated dE/dx
+    ((1, 4, 5, 4, 16), (3, 3, 3, 16, 24), (1, 0, 1, 1, 0, 2), True),
+    ((2, 6, 5, 8), (3, 3, 8, 16), 1, False),  # 8 input channels: tiles, not boxes
 ])
-def test_layers_with_16_channels_go_by_boxes_and_match_pytorch(x_shape, w_shape, pad, dtype, monkeypatch):
+def test_boxes_are_picked_from_16_channels_and_match_pytorch(x_shape, w_shape, pad, boxes, dtype,
+                                                             monkeypatch):
     picks = []
     recorded = numpy_kernels.by_boxes
 
@@ -83,4 +87,4 @@ def test_layers_with_16_channels_go_by_boxes_and_match_pytorch(x_shape, w_shape,
     inputs = list(conv_inputs(x_shape, w_shape, True, w_shape[-1]))
     check_op(ops.conv, ops.conv_backward, lambda x, w, b: conv_reference(x, w, b, pads=pairs), inputs,
              dtype=dtype, hyper={"pad": pad})
-    assert picks and all(picks)
+    assert picks and all(pick == boxes for pick in picks)
