@@ -25,8 +25,9 @@ from itertools import product
 @dataclass(frozen=True)
 class Box:
     """Outputs `outputs` (one slice per spatial axis) whose windows meet the input only in the taps
-    `taps` (one slice per axis, empty where a window lies wholly in the padding); the first of
-    those taps of the first output reads input position `start` (per axis, ≥ 0)."""
+    `taps` (one slice per axis, empty where a window lies wholly in the padding); unless the box
+    is `empty`, the first of those taps of the first output reads input position `start` (per axis,
+    inside the input)."""
 
     outputs: tuple[slice, ...]
     taps: tuple[slice, ...]
