@@ -327,7 +327,14 @@ def _filter_and_bias_gradients(x, dy, w_shape, stride, pads, dilate, groups, *, 
 
 
 def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarray:
-    """dE/dx of the convolution, batch parts in parallel (see _conv_backward_data)."""
+    """dE/dx of the convolution, batch parts in parallel (see _conv_backward_data); the rotated
+    convolution box by box where `by_boxes` picks it (the forward of a stride-1 transposed
+    convolution, whose padding dil·(H'−1) − crop holds a large share of the products)."""
+    if dx_by_rotation(x_shape, w.shape, dy.shape, stride, groups):
+        kernel, ones = w.shape[:-2], (1,) * (w.ndim - 2)
+        padding = rotated_padding(kernel, pads, dilate)
+        if by_boxes(dy.shape[1:-1], x_shape[1:-1], kernel, ones, dilate, padding, min(w.shape[-2:]), groups):
+            return conv_forward(dy, _rotated_filters(w, groups), ones, padding, dilate, groups, x_shape[1:-1])
     filters = dx_filters(x_shape, w, dy.shape, stride, dilate, groups)  # once, before the split
     return _batchwise(_conv_backward_data, x_shape, np.result_type(dy, w), (dy,), w, stride, pads,
                       dilate, groups, filters)
