@@ -5,7 +5,8 @@ at batch 128 (32 for 3D volumes) twice in each round: once with every padded con
 box by box, once with none, and prints the medians, the ratios (boxes / padded, below 1: boxes
 faster), the share of the products that fall on padding zeros (`padded_share`) and whether
 `by_boxes` picks boxes, for forward and for the rotated dE/dx. The layers are the lecture's
-networks' padded convolutions and a few more shapes around the rule's thresholds.
+networks' padded convolutions and a few more shapes around the rule's thresholds; then a few
+stride-1 transposed convolutions, whose forward is a rotated, heavily padded convolution.
 
     python benchmarks/padding_boxes.py
     CONVSCOPE_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/padding_boxes.py   # one core
@@ -42,6 +43,15 @@ LAYERS = [
 DEFAULT_PADDED, DEFAULT_CHANNELS = numpy_kernels.BOXES_MIN_PADDED, numpy_kernels.BOXES_MIN_CHANNELS
 
 
+# stride-1 transposed convolutions, whose forward is the rotated convolution: name, input (without
+# the batch; K channels), filters H'×W'×D×K, crop
+TRANSPOSED = [
+    ("8×8×64 → 8×8×32, 5×5, crop 2", (8, 8, 64), (5, 5, 32, 64), 2),
+    ("16×16×32 → 16×16×32, 3×3, crop 1", (16, 16, 32), (3, 3, 32, 32), 1),
+    ("6×6×64 → 8×8×32, 3×3, no crop", (6, 6, 64), (3, 3, 32, 64), 0),
+]
+
+
 def with_boxes(forced: bool, fn):
     """fn run with every padded convolution box by box (forced) or none."""
     def call():
@@ -67,18 +77,29 @@ def rule(shape, w_shape, pad) -> str:
     return f"{share:.3f} | {'boxes' if fwd else 'padded'} / {'boxes' if dx else 'padded'}"
 
 
-def timed_layer(shape, w_shape, pad, rng) -> dict:
-    """{(fwd or bwd, forced): median ms} of one layer, with and without boxes, in turns."""
+def timed_layer(shape, w_shape, pad, rng, *, transposed=False) -> dict:
+    """{(fwd or bwd, forced): median ms} of one layer, a convolution padded by `pad` or a transposed
+    one cropped by it, with and without boxes, in turns."""
     batch = 32 if len(shape) == 4 else 128
     x = rng.standard_normal((batch, *shape), dtype=np.float32)
     w = (rng.standard_normal(w_shape) * 0.05).astype(np.float32)
-    b = np.zeros(w_shape[-1], np.float32)
-    dy = rng.standard_normal(ops.conv(x, w, b, pad=pad).shape, dtype=np.float32)
+    b = np.zeros(w_shape[-2 if transposed else -1], np.float32)
+    if transposed:
+        forward, backward, hyper = ops.conv_transpose, ops.conv_transpose_backward, {"crop": pad}
+    else:
+        forward, backward, hyper = ops.conv, ops.conv_backward, {"pad": pad}
+    dy = rng.standard_normal(forward(x, w, b, **hyper).shape, dtype=np.float32)
     calls = {}
     for forced in (False, True):
-        calls["fwd", forced] = with_boxes(forced, lambda: ops.conv(x, w, b, pad=pad))
-        calls["bwd", forced] = with_boxes(forced, lambda: ops.conv_backward(x, w, b, dy, pad=pad))
+        calls["fwd", forced] = with_boxes(forced, lambda: forward(x, w, b, **hyper))
+        calls["bwd", forced] = with_boxes(forced, lambda: backward(x, w, b, dy, **hyper))
     return {k: v * 1e3 for k, v in interleaved_medians(calls, repeats=15).items()}
+
+
+def table_row(name, rule_text, ms) -> str:
+    return (f"| {name} | {rule_text} | {ms['fwd', False]:.2f} | {ms['fwd', True]:.2f} | "
+            f"{ms['fwd', True] / ms['fwd', False]:.2f} | {ms['bwd', False]:.2f} | {ms['bwd', True]:.2f} | "
+            f"{ms['bwd', True] / ms['bwd', False]:.2f} |")
 
 
 def main() -> None:
@@ -87,10 +108,13 @@ def main() -> None:
           "| bwd padded ms | bwd boxes ms | ratio |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, shape, w_shape, pad in LAYERS:
-        ms = timed_layer(shape, w_shape, pad, rng)
-        print(f"| {name} | {rule(shape, w_shape, pad)} | {ms['fwd', False]:.2f} | {ms['fwd', True]:.2f} | "
-              f"{ms['fwd', True] / ms['fwd', False]:.2f} | {ms['bwd', False]:.2f} | {ms['bwd', True]:.2f} | "
-              f"{ms['bwd', True] / ms['bwd', False]:.2f} |", flush=True)
+        print(table_row(name, rule(shape, w_shape, pad), timed_layer(shape, w_shape, pad, rng)), flush=True)
+    print("\nStride-1 transposed convolutions (the forward is a rotated convolution padded by H'−1−crop):")
+    print("| layer | | | fwd padded ms | fwd boxes ms | ratio | bwd padded ms | bwd boxes ms | ratio |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, shape, w_shape, crop in TRANSPOSED:
+        ms = timed_layer(shape, w_shape, crop, rng, transposed=True)
+        print(table_row(name, " | ", ms), flush=True)
 
 
 if __name__ == "__main__":
