@@ -41,6 +41,7 @@ LAYERS = [
 
 
 DEFAULT_PADDED, DEFAULT_CHANNELS = numpy_kernels.BOXES_MIN_PADDED, numpy_kernels.BOXES_MIN_CHANNELS
+DEFAULT_SAVED = numpy_kernels.BOXES_MIN_SAVED
 
 
 # stride-1 transposed convolutions, whose forward is the rotated convolution: name, input (without
@@ -56,31 +57,35 @@ def with_boxes(forced: bool, fn):
     """fn run with every padded convolution box by box (forced) or none."""
     def call():
         numpy_kernels.BOXES_MIN_PADDED = 0.0 if forced else 2.0
-        numpy_kernels.BOXES_MIN_CHANNELS = 1
+        numpy_kernels.BOXES_MIN_CHANNELS, numpy_kernels.BOXES_MIN_SAVED = 1, 0
         try:
             return fn()
         finally:
             numpy_kernels.BOXES_MIN_PADDED = DEFAULT_PADDED
-            numpy_kernels.BOXES_MIN_CHANNELS = DEFAULT_CHANNELS
+            numpy_kernels.BOXES_MIN_CHANNELS, numpy_kernels.BOXES_MIN_SAVED = DEFAULT_CHANNELS, DEFAULT_SAVED
 
     return call
 
 
-def rule(shape, w_shape, pad) -> str:
-    """'fwd/dx' picks of `by_boxes` for a stride-1 layer, and the padded share."""
+def rule(shape, w_shape, pad, batch) -> str:
+    """'fwd/dx' picks of `by_boxes` for a stride-1 layer at `batch`, and the padded share."""
     spatial, kernel = shape[:-1], w_shape[:-2]
     ones, pads = (1,) * len(spatial), ((pad, pad),) * len(spatial)
     rotated = numpy_kernels.rotated_padding(kernel, pads, ones)
-    fwd = numpy_kernels.by_boxes(spatial, spatial, kernel, ones, ones, pads, min(w_shape[-2:]), 1)
-    dx = numpy_kernels.by_boxes(spatial, spatial, kernel, ones, ones, rotated, min(w_shape[-2:]), 1)
+    fwd = numpy_kernels.by_boxes((batch, *shape), w_shape, spatial, ones, ones, pads, 1)
+    dx = numpy_kernels.by_boxes((batch, *spatial, w_shape[-1]), w_shape, spatial, ones, ones, rotated, 1)
     share = padded_share(spatial, spatial, kernel, ones, ones, (pad,) * len(spatial))
     return f"{share:.3f} | {'boxes' if fwd else 'padded'} / {'boxes' if dx else 'padded'}"
+
+
+def batch_of(shape) -> int:
+    return 32 if len(shape) == 4 else 128
 
 
 def timed_layer(shape, w_shape, pad, rng, *, transposed=False) -> dict:
     """{(fwd or bwd, forced): median ms} of one layer, a convolution padded by `pad` or a transposed
     one cropped by it, with and without boxes, in turns."""
-    batch = 32 if len(shape) == 4 else 128
+    batch = batch_of(shape)
     x = rng.standard_normal((batch, *shape), dtype=np.float32)
     w = (rng.standard_normal(w_shape) * 0.05).astype(np.float32)
     b = np.zeros(w_shape[-2 if transposed else -1], np.float32)
@@ -108,7 +113,8 @@ def main() -> None:
           "| bwd padded ms | bwd boxes ms | ratio |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, shape, w_shape, pad in LAYERS:
-        print(table_row(name, rule(shape, w_shape, pad), timed_layer(shape, w_shape, pad, rng)), flush=True)
+        ms = timed_layer(shape, w_shape, pad, rng)
+        print(table_row(name, rule(shape, w_shape, pad, batch_of(shape)), ms), flush=True)
     print("\nStride-1 transposed convolutions (the forward is a rotated convolution padded by H'−1−crop):")
     print("| layer | | | fwd padded ms | fwd boxes ms | ratio | bwd padded ms | bwd boxes ms | ratio |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -68,12 +68,13 @@ def test_cifar10_conv3_boxes_are_five_runs_per_axis_and_skip_28_percent():
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("x_shape, w_shape, pad, boxes", [
-    ((2, 6, 5, 16), (3, 3, 16, 16), 1, True),  # the default rule's boxes, forward and rotated dE/dx
+    ((2, 6, 5, 16), (3, 3, 16, 16), 1, True),  # the rule's boxes, forward and rotated dE/dx
     ((1, 4, 5, 4, 16), (3, 3, 3, 16, 24), (1, 0, 1, 1, 0, 2), True),
     ((2, 6, 5, 8), (3, 3, 8, 16), 1, False),  # 8 input channels: tiles, not boxes
 ])
 def test_boxes_are_picked_from_16_channels_and_match_pytorch(x_shape, w_shape, pad, boxes, dtype,
                                                              monkeypatch):
+    monkeypatch.setattr(numpy_kernels, "BOXES_MIN_SAVED", 0)  # these small batches save too little
     picks = []
     recorded = numpy_kernels.by_boxes
 
@@ -88,3 +89,20 @@ def test_boxes_are_picked_from_16_channels_and_match_pytorch(x_shape, w_shape, p
     check_op(ops.conv, ops.conv_backward, lambda x, w, b: conv_reference(x, w, b, pads=pairs), inputs,
              dtype=dtype, hyper={"pad": pad})
     assert picks and all(pick == boxes for pick in picks)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, pad, boxes", [
+    ((128, 8, 8, 32), (5, 5, 32, 64), 2, True),  # CIFAR-10's conv3 at batch 128
+    ((32, 8, 8, 32), (5, 5, 32, 64), 2, False),  # ... at batch 32: too little saved per box
+    ((32, 14, 14, 14, 16), (3, 3, 3, 16, 32), 1, True),  # the 3D net's conv2 at batch 32
+    ((4, 14, 14, 14, 16), (3, 3, 3, 16, 32), 1, False),  # ... at batch 4
+    ((128, 16, 16, 8), (5, 5, 8, 16), 2, False),  # 8 input channels
+    ((128, 16, 16, 32), (5, 5, 32, 32), 0, False),  # no padding
+    ((128, 16, 16, 32), (5, 5, 32, 32), 2, True),  # CIFAR-10's conv2
+])
+def test_boxes_rule_weighs_the_products_saved_per_box(x_shape, w_shape, pad, boxes, monkeypatch):
+    monkeypatch.setenv("CONVSCOPE_NUM_THREADS", "2")  # the parts are half the batch
+    spatial = len(x_shape) - 2
+    ones, pads = (1,) * spatial, ((pad, pad),) * spatial
+    out_spatial = tuple(n + 2 * pad - k + 1 for n, k in zip(x_shape[1:-1], w_shape))
+    assert numpy_kernels.by_boxes(x_shape, w_shape, out_spatial, ones, ones, pads, 1) == boxes

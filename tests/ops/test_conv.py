@@ -16,7 +16,7 @@ from convscope.ops._args import padding
 # banded filters; dE/dx as a rotated convolution or by col2im; padded convolutions box by box). The
 # small test shapes would only reach some of them, so the PyTorch comparisons run under every choice
 # forced.
-BOXES = {"BOXES_MIN_CHANNELS": 1, "BOXES_MIN_PADDED": 0.0}
+BOXES = {"BOXES_MIN_CHANNELS": 1, "BOXES_MIN_PADDED": 0.0, "BOXES_MIN_SAVED": 0}
 STRATEGIES = {
     "chosen": {},
     "untiled": {"TILE_FILTERS": 0, "FORWARD_TILE_FILTERS": 0},

@@ -296,7 +296,7 @@ def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None) -> 
     """y_{i,j,k} = b_k + Σ_{h,w,d} f_{h,w,d,k} · x_{S·i+dil·h, S·j+dil·w, d}, batch parts in parallel;
     box by box where the padding holds enough of the products (`by_boxes`)."""
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
-    if by_boxes(x.shape[1:-1], out_spatial, w.shape[:-2], stride, dilate, pads, min(w.shape[-2:]), groups):
+    if by_boxes(x.shape, w.shape, out_spatial, stride, dilate, pads, groups):
         box_list = padding_free_boxes(x.shape[1:-1], out_spatial, w.shape[:-2], stride, dilate, before(pads))
         products = box_products(x, w, y, stride, dilate, box_list)
         parallel.over_batch(lambda p: _conv_forward_by_boxes(p, products, bias), x.shape[0])
@@ -333,7 +333,7 @@ def conv_backward_data(dy, w, x_shape, stride, pads, dilate, groups) -> np.ndarr
     if dx_by_rotation(x_shape, w.shape, dy.shape, stride, groups):
         kernel, ones = w.shape[:-2], (1,) * (w.ndim - 2)
         padding = rotated_padding(kernel, pads, dilate)
-        if by_boxes(dy.shape[1:-1], x_shape[1:-1], kernel, ones, dilate, padding, min(w.shape[-2:]), groups):
+        if by_boxes(dy.shape, w.shape, x_shape[1:-1], ones, dilate, padding, groups):
             return conv_forward(dy, _rotated_filters(w, groups), ones, padding, dilate, groups, x_shape[1:-1])
     filters = dx_filters(x_shape, w, dy.shape, stride, dilate, groups)  # once, before the split
     return _batchwise(_conv_backward_data, x_shape, np.result_type(dy, w), (dy,), w, stride, pads,
@@ -394,7 +394,7 @@ def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
     dx = np.empty(x.shape, dtype=np.result_type(dy, w))
     rotated, kernel = _rotated_filters(w, groups), w.shape[:-2]
     padding, ones = rotated_padding(kernel, pads, dilate), (1,) * len(kernel)
-    if by_boxes(dy.shape[1:-1], x.shape[1:-1], kernel, ones, dilate, padding, min(w.shape[-2:]), groups):
+    if by_boxes(dy.shape, w.shape, x.shape[1:-1], ones, dilate, padding, groups):
         box_list = padding_free_boxes(dy.shape[1:-1], x.shape[1:-1], kernel, ones, dilate, before(padding))
         boxes = box_products(dy, rotated, dx, ones, dilate, box_list)
 
@@ -693,22 +693,38 @@ def _conv_forward(x, w, stride, pads, dilate, groups, out_spatial, out=None, bia
 
 BOXES_MIN_PADDED = 0.02  # share of a convolution's products on padding zeros from which it goes by boxes
 BOXES_MIN_CHANNELS = 16  # ... with this many input and output channels or more
+BOXES_MIN_SAVED = 1_000_000  # ... and this many multiply-adds saved per box in a batch part
 
 
-def by_boxes(in_spatial, out_spatial, kernel, stride, dilate, pads, channels: int, groups: int) -> bool:
-    """Whether a convolution runs box by box (boxes.py): ungrouped, with `channels` (the fewer of
-    its input and output channels) at least BOXES_MIN_CHANNELS, and at least BOXES_MIN_PADDED of
-    its multiply-adds on padding zeros (`padded_share`).
+def by_boxes(x_shape, w_shape, out_spatial, stride, dilate, pads, groups: int) -> bool:
+    """Whether a convolution of an x_shape input by H'×W'×D×K filters (or K×D, rotated) runs box by
+    box (boxes.py): ungrouped, with BOXES_MIN_CHANNELS or more input and output channels, at least
+    BOXES_MIN_PADDED of its multiply-adds on padding zeros (`padded_share`), and enough of them per
+    box in a batch part, BOXES_MIN_SAVED, to pay for the box's own interpreter work (some 12 µs a
+    box forward, 20 µs backward).
 
     benchmarks/padding_boxes.py, two threads, batch 128 (3D: 32), forward and backward, boxes /
     padded im2col in turns: CIFAR-10's conv2 0.91 and 0.90, its conv3 0.92 and 0.86,
     alexnet_small's conv2 0.90 and 0.89, the 3D net's conv2 0.88 and 0.90, 4×4×128 inputs with
     3×3×128×128 filters 0.80 and 0.81; 48×48×32 inputs with 3×3×32×64 filters, 2.8 % of the
     products on padding, 0.99 and 0.93. But 16×16×8 inputs with 5×5×8×16 filters 1.36 and 1.05:
-    fewer channels go by tiles (`tile_width`), and the rotated dE/dx's product is only D wide."""
-    if groups != 1 or channels < BOXES_MIN_CHANNELS:
+    fewer channels go by tiles (`tile_width`), and the rotated dE/dx's product is only D wide.
+
+    Forward and backward together over batch sizes (the saved multiply-adds per box and part in
+    brackets, millions): CIFAR-10's conv3 batch 4, 16, 32, 64, 128: 1.52 (0.15), 1.82 (0.29),
+    1.25 (0.58), 1.02 (1.16), 0.89 (2.33); its conv2 batch 8, 32, 64, 128: 1.08 (0.30), 1.13
+    (0.61), 0.99 (1.21), 0.91 (2.42); the 3D conv2 batch 1, 4, 8, 32: 1.08 (0.19), 0.95 (0.77),
+    0.89 (1.53), 0.89 (3.06)."""
+    if groups != 1 or min(w_shape[-2:]) < BOXES_MIN_CHANNELS:
         return False
-    return padded_share(in_spatial, out_spatial, kernel, stride, dilate, before(pads)) >= BOXES_MIN_PADDED
+    in_spatial, kernel = x_shape[1:-1], w_shape[:-2]
+    share = padded_share(in_spatial, out_spatial, kernel, stride, dilate, before(pads))
+    if share < BOXES_MIN_PADDED:
+        return False
+    part = max(p.stop - p.start for p in parallel.batch_parts(x_shape[0]))
+    products = part * math.prod(out_spatial) * math.prod(w_shape)
+    boxes = len(padding_free_boxes(in_spatial, out_spatial, kernel, stride, dilate, before(pads)))
+    return share * products / boxes >= BOXES_MIN_SAVED
 
 
 def before(pads) -> tuple[int, ...]:
