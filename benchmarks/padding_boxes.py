@@ -8,12 +8,18 @@ faster), the share of the products that fall on padding zeros (`padded_share`) a
 networks' padded convolutions and a few more shapes around the rule's thresholds; then a few
 stride-1 transposed convolutions, whose forward is a rotated, heavily padded convolution.
 
+With --sweep, CIFAR-10's conv2 and conv3 and the 3D conv2 over batch sizes instead, forward and
+backward together, with the multiply-adds a box saves per batch part (what `by_boxes` weighs).
+
     python benchmarks/padding_boxes.py
+    python benchmarks/padding_boxes.py --sweep
     CONVSCOPE_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/padding_boxes.py   # one core
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -21,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from convscope import ops  # noqa: E402
-from convscope.backend import numpy_kernels  # noqa: E402
-from convscope.backend.boxes import padded_share  # noqa: E402
+from convscope.backend import numpy_kernels, parallel  # noqa: E402
+from convscope.backend.boxes import padded_share, padding_free_boxes  # noqa: E402
 from timing import interleaved_medians  # noqa: E402
 
 # name, input (without the batch), filters, pad
@@ -82,10 +88,10 @@ def batch_of(shape) -> int:
     return 32 if len(shape) == 4 else 128
 
 
-def timed_layer(shape, w_shape, pad, rng, *, transposed=False) -> dict:
+def timed_layer(shape, w_shape, pad, rng, *, transposed=False, batch=None) -> dict:
     """{(fwd or bwd, forced): median ms} of one layer, a convolution padded by `pad` or a transposed
     one cropped by it, with and without boxes, in turns."""
-    batch = batch_of(shape)
+    batch = batch or batch_of(shape)
     x = rng.standard_normal((batch, *shape), dtype=np.float32)
     w = (rng.standard_normal(w_shape) * 0.05).astype(np.float32)
     b = np.zeros(w_shape[-2 if transposed else -1], np.float32)
@@ -107,8 +113,40 @@ def table_row(name, rule_text, ms) -> str:
             f"{ms['bwd', True] / ms['bwd', False]:.2f} |")
 
 
+SWEEP = [("cifar10 conv3", (8, 8, 32), (5, 5, 32, 64), 2, (4, 16, 32, 64, 128)),
+         ("cifar10 conv2", (16, 16, 32), (5, 5, 32, 32), 2, (8, 32, 64, 128)),
+         ("3d conv2", (14, 14, 14, 16), (3, 3, 3, 16, 32), 1, (1, 4, 8, 32))]
+
+
+def saved_per_box(shape, w_shape, pad, batch) -> float:
+    """Multiply-adds one box saves in the largest batch part, as `by_boxes` weighs them."""
+    spatial, kernel, ones = shape[:-1], w_shape[:-2], (1,) * (len(shape) - 1)
+    pads = (pad,) * len(spatial)
+    part = max(p.stop - p.start for p in parallel.batch_parts(batch))
+    boxes = len(padding_free_boxes(spatial, spatial, kernel, ones, ones, pads))
+    share = padded_share(spatial, spatial, kernel, ones, ones, pads)
+    return share * part * math.prod(spatial) * math.prod(w_shape) / boxes
+
+
+def sweep(rng) -> None:
+    print("| layer | batch | saved per box and part (millions) | padded ms | boxes ms | ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, shape, w_shape, pad, batches in SWEEP:
+        for batch in batches:
+            ms = timed_layer(shape, w_shape, pad, rng, batch=batch)
+            padded, boxes = ms["fwd", False] + ms["bwd", False], ms["fwd", True] + ms["bwd", True]
+            saved = saved_per_box(shape, w_shape, pad, batch) / 1e6
+            print(f"| {name} | {batch} | {saved:.2f} | {padded:.2f} | {boxes:.2f} | {boxes / padded:.2f} |",
+                  flush=True)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sweep", action="store_true", help="three layers over batch sizes instead")
     rng = np.random.default_rng(0)
+    if parser.parse_args().sweep:
+        sweep(rng)
+        return
     print("| layer | padded share | rule (fwd / dx) | fwd padded ms | fwd boxes ms | ratio "
           "| bwd padded ms | bwd boxes ms | ratio |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
