@@ -399,7 +399,8 @@ def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
         boxes = box_products(dy, rotated, dx, ones, dilate, box_list)
 
         def products(p):
-            return _from_dy_columns_by_boxes(p, x, boxes, (x.shape[-1], *kernel, dy.shape[-1]))
+            return _from_dy_columns_by_boxes(p, x, boxes, (x.shape[-1], *kernel, dy.shape[-1]),
+                                             np.result_type(x, dy))
     else:
         filters = filters_as_matrix(rotated, groups)  # once, before the split
 
@@ -430,13 +431,13 @@ def _from_dy_columns(x, w, dy, pads, dilate, groups, filters, *, out) -> np.ndar
     return dt
 
 
-def _from_dy_columns_by_boxes(p: slice, x, products, dt_shape) -> np.ndarray:
+def _from_dy_columns_by_boxes(p: slice, x, products, dt_shape, dtype) -> np.ndarray:
     """`_from_dy_columns` for the batch part p box by box (`by_boxes`, one group): each box of x's
     positions from the columns of the unpadded dE/dy over its taps only (`box_products`), dE/dx =
     cols · f'_taps and, returned, xᵀ · cols added to the D × (H'×W') × K products at those taps.
     Those are summed as colsᵀ · x, (H'×W') × K × D, the faster side for OpenBLAS (`_inner_products`)."""
     d = dt_shape[0]
-    dt = np.zeros((*dt_shape[1:], d), dtype=np.result_type(x, products[0][3]))
+    dt = np.zeros((*dt_shape[1:], d), dtype=dtype)
     for box, view, f, dx_box in products:
         dx_box = dx_box[p]
         if f is None:
