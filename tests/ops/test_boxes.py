@@ -44,6 +44,11 @@ def test_boxes_cover_every_output_once_with_exactly_its_inside_taps(axes):
             for a in range(len(axes)):
                 start = strides[a] * box.outputs[a].start + dilates[a] * box.taps[a].start - pads[a]
                 assert start == box.start[a] and 0 <= start < sizes[a]
+                # `window`: the input positions each output's first inside tap reads, then its taps from 0
+                reads = [strides[a] * i + dilates[a] * box.taps[a].start - pads[a]
+                         for i in range(box.outputs[a].start, box.outputs[a].stop)]
+                assert list(range(sizes[a])[box.window[a]]) == reads
+                assert box.window[len(axes) + a] == slice(0, box_sizes(box.taps)[a])
     assert (seen == 1).all()
 
 

@@ -27,11 +27,17 @@ class Box:
     """Outputs `outputs` (one slice per spatial axis) whose windows meet the input only in the taps
     `taps` (one slice per axis, empty where a window lies wholly in the padding); unless the box
     is `empty`, the first of those taps of the first output reads input position `start` (per axis,
-    inside the input)."""
+    inside the input).
+
+    `window` indexes the box's windows in the view of the whole kernel's windows from every input
+    position, [a, …, h, …] = x[a + dil·h, …]: per axis the positions its outputs' first taps read
+    (every S-th from `start`), then per axis its taps counted from the first. Made once with the
+    box, it spares each call the interpreter work of building it (numpy_kernels' `box_products`)."""
 
     outputs: tuple[slice, ...]
     taps: tuple[slice, ...]
     start: tuple[int, ...]
+    window: tuple[slice, ...]
 
     @property
     def empty(self) -> bool:
@@ -68,8 +74,14 @@ def padding_free_boxes(in_spatial, out_spatial, kernel, stride, dilate, pads_bef
 def _boxes(in_spatial, out_spatial, kernel, stride, dilate, pads_before) -> tuple[Box, ...]:
     per_axis = [axis_runs(*geometry) for geometry in zip(in_spatial, out_spatial, kernel, stride, dilate,
                                                          pads_before)]
-    return tuple(Box(tuple(r[0] for r in runs), tuple(r[1] for r in runs), tuple(r[2] for r in runs))
-                 for runs in product(*per_axis))
+    return tuple(_box(runs, stride) for runs in product(*per_axis))
+
+
+def _box(runs, stride) -> Box:
+    """The box of one run (outputs, taps, start) per axis."""
+    outputs, taps, start = (tuple(r[i] for r in runs) for i in range(3))
+    reads = (slice(a, a + s * (n - 1) + 1, s) for a, s, n in zip(start, stride, box_sizes(outputs)))
+    return Box(outputs, taps, start, (*reads, *(slice(0, n) for n in box_sizes(taps))))
 
 
 def padded_share(in_spatial, out_spatial, kernel, stride, dilate, pads_before) -> float:

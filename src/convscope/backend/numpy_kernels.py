@@ -28,7 +28,7 @@ from itertools import product
 import numpy as np
 
 from convscope.backend import parallel, workspace
-from convscope.backend.boxes import box_sizes, padded_share, padding_free_boxes
+from convscope.backend.boxes import padded_share, padding_free_boxes
 
 
 def pad_spatial(x: np.ndarray, pads, name: str) -> np.ndarray:
@@ -298,7 +298,7 @@ def conv_forward(x, w, stride, pads, dilate, groups, out_spatial, bias=None) -> 
     y = np.empty((x.shape[0], *out_spatial, w.shape[-1]), dtype=np.result_type(x, w))
     if by_boxes(x.shape, w.shape, out_spatial, stride, dilate, pads, groups):
         box_list = padding_free_boxes(x.shape[1:-1], out_spatial, w.shape[:-2], stride, dilate, before(pads))
-        products = box_products(x, w, y, stride, dilate, box_list)
+        products = box_products(x, w, y, dilate, box_list)
         parallel.over_batch(lambda p: _conv_forward_by_boxes(p, products, bias), x.shape[0])
         return y
     tile = forward_tile_width(out_spatial[-1], w.shape[-1], x.shape[-1], groups, dilate[-1])
@@ -396,7 +396,7 @@ def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
     padding, ones = rotated_padding(kernel, pads, dilate), (1,) * len(kernel)
     if by_boxes(dy.shape, w.shape, x.shape[1:-1], ones, dilate, padding, groups):
         box_list = padding_free_boxes(dy.shape[1:-1], x.shape[1:-1], kernel, ones, dilate, before(padding))
-        boxes = box_products(dy, rotated, dx, ones, dilate, box_list)
+        boxes = box_products(dy, rotated, dx, dilate, box_list)
 
         def products(p):
             return _from_dy_columns_by_boxes(p, x, boxes, (x.shape[-1], *kernel, dy.shape[-1]),
@@ -733,16 +733,16 @@ def before(pads) -> tuple[int, ...]:
     return tuple(a for a, _ in pads)
 
 
-def box_products(x, w, out, stride, dilate, box_list) -> list[tuple]:
+def box_products(x, w, out, dilate, box_list) -> list[tuple]:
     """Per box, made once before a batch split (slicing a part out of them is then all a part does
     in the interpreter): (box, the window view of the unpadded x over the box's taps, the matrix of
     those taps' filters (taps·D) × K, the box's outputs), views over the whole batch; view and
     matrix None for a box whose windows lie wholly in the padding."""
     spatial = x.ndim - 2
     # the windows of the whole kernel from every input position, [n, a, …, h, …, d] = x[n, a + dil·h, …, d]:
-    # each box slices out its positions and taps, which lie inside x (those of windows running past
-    # x's end are never read). One strided view, then slicing: the 25 boxes of the CIFAR-10 net's
-    # conv3 took 0.25 ms here, 0.42 ms with a strided view made per box
+    # each box slices out its positions and taps (`Box.window`), which lie inside x (those of
+    # windows running past x's end are never read). One strided view, then slicing: the 25 boxes
+    # of the CIFAR-10 net's conv3 took 0.25 ms here, 0.42 ms with a strided view made per box
     reach = window_view(x, x.shape[1:-1], w.shape[:spatial], (1,) * spatial, dilate)
     products = []
     for box in box_list:
@@ -750,21 +750,25 @@ def box_products(x, w, out, stride, dilate, box_list) -> list[tuple]:
         if box.empty:
             products.append((box, None, None, out_box))
             continue
-        outputs = box_sizes(box.outputs)
-        positions = (slice(a, a + s * (n - 1) + 1, s) for a, s, n in zip(box.start, stride, outputs))
-        view = reach[(slice(None), *positions, *(slice(0, t) for t in box_sizes(box.taps)))]
-        products.append((box, view, w[box.taps].reshape(-1, w.shape[-1]), out_box))
+        taps_filters = w[box.taps].reshape(-1, w.shape[-1])
+        products.append((box, reach[(slice(None), *box.window)], taps_filters, out_box))
     return products
 
 
 def box_columns(view: np.ndarray, columns: int, outputs: int):
     """(block, im2col columns) of one part's window view of a box, block by block (`blocks`)."""
     spatial = (view.ndim - 2) // 2
-    for block in blocks(view.shape[0], view.shape[1 : 1 + spatial], columns, outputs):
+    for block in _box_blocks(view.shape[0], view.shape[1 : 1 + spatial], columns, outputs):
         windows_of_block = block_of(view, block)
         cols = workspace.buffer("conv.cols", windows_of_block.shape, view.dtype)
         np.copyto(cols, windows_of_block)
         yield block, cols.reshape(-1, columns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _box_blocks(batch: int, out_spatial, columns: int, outputs: int) -> tuple:
+    """`blocks`, made once per box shape and batch part."""
+    return tuple(blocks(batch, out_spatial, columns, outputs))
 
 
 def _box_product_buffer(cols: np.ndarray, f: np.ndarray) -> np.ndarray:
