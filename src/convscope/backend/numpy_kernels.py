@@ -742,7 +742,8 @@ def box_products(x, w, out, dilate, box_list) -> list[tuple]:
     # the windows of the whole kernel from every input position, [n, a, …, h, …, d] = x[n, a + dil·h, …, d]:
     # each box slices out its positions and taps (`Box.window`), which lie inside x (those of
     # windows running past x's end are never read). One strided view, then slicing: the 25 boxes
-    # of the CIFAR-10 net's conv3 took 0.25 ms here, 0.42 ms with a strided view made per box
+    # of the CIFAR-10 net's conv3 took 0.25 ms here, 0.42 ms with a strided view made per box, and
+    # 0.11 ms (against 0.17–0.20 the same hour) once each box carried its index
     reach = window_view(x, x.shape[1:-1], w.shape[:spatial], (1,) * spatial, dilate)
     products = []
     for box in box_list:
