@@ -98,10 +98,13 @@ def profiled(name: str, batch: int, seconds: float) -> dict:
     """`shares` of one row's convscope step, sampled by py-spy in a child process."""
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder) / "samples.txt"
-        subprocess.run(["py-spy", "record", "--native", "--rate", "400", "--format", "raw",
-                        "--output", str(raw), "--", sys.executable, __file__, "--loop", name,
-                        "--batch", str(batch), "--seconds", str(seconds)],
-                       check=True, capture_output=True)
+        run = subprocess.run(["py-spy", "record", "--native", "--rate", "400", "--format", "raw",
+                              "--output", str(raw), "--", sys.executable, __file__, "--loop", name,
+                              "--batch", str(batch), "--seconds", str(seconds)],
+                             capture_output=True, text=True)
+        if run.returncode != 0 or not raw.exists():  # e.g. no permission to sample a process
+            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+            sys.exit(f"where_time_goes: py-spy failed on {name!r}: {last}")
         return shares(raw.read_text())
 
 
