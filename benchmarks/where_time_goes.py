@@ -5,7 +5,8 @@ one thread) at a batch part's size (--batch, default 64: what each of the two th
 batch of 128; 3D rows a quarter of it):
 
 - convscope's forward + backward and PyTorch's, timed in turns (benchmarks/timing.py);
-- convscope's forward + backward run for --seconds under py-spy (native frames), and its samples
+- convscope's forward + backward run for --seconds under py-spy (native frames, 200 samples a
+  second: at 400 py-spy fell behind and stalled the process it sampled), and its samples
   inside the NumPy kernels sorted by the function they were in:
   - BLAS multiply-adds: OpenBLAS's sgemm kernel (and sgemv, and the beta scaling of C);
   - BLAS packing: OpenBLAS copying its operands into its own panel layout before multiplying
@@ -14,7 +15,7 @@ batch of 128; 3D rows a quarter of it):
   - column copies: im2col, the window views copied into the columns;
   - other NumPy work: products copied into y's boxes with the bias, the sums of the dE/df parts,
     zeroing, the padded copies;
-  - the interpreter and the rest.
+  - the interpreter and the rest (OpenBLAS's driver code between its kernels among it).
 
 The last column is the time of the BLAS multiply-adds alone over PyTorch's whole layer: what an
 im2col + BLAS layer would take if nothing but its products cost anything. Where it is near 1, only
@@ -47,7 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ops as ops_rows  # noqa: E402  (benchmarks/ops.py: the layers and both contenders' steps)
 from timing import interleaved_medians  # noqa: E402
 
-CATEGORIES = ("BLAS multiply-adds", "BLAS packing", "column copies", "other NumPy work", "interpreter")
+CATEGORIES = ("BLAS multiply-adds", "BLAS packing", "column copies", "other NumPy work",
+              "interpreter and the rest")
 
 
 def category(frames: list[str]) -> str:
@@ -61,7 +63,7 @@ def category(frames: list[str]) -> str:
     native = "libc" in leaf or "_multiarray_umath" in leaf
     if native and python and python[-1].startswith(("box_columns ", "im2col ")):
         return "column copies"
-    return "other NumPy work" if native else "interpreter"
+    return "other NumPy work" if native else "interpreter and the rest"  # and OpenBLAS's drivers
 
 
 def shares(raw: str) -> dict:
@@ -98,7 +100,7 @@ def profiled(name: str, batch: int, seconds: float) -> dict:
     """`shares` of one row's convscope step, sampled by py-spy in a child process."""
     with tempfile.TemporaryDirectory() as folder:
         raw = Path(folder) / "samples.txt"
-        run = subprocess.run(["py-spy", "record", "--native", "--rate", "400", "--format", "raw",
+        run = subprocess.run(["py-spy", "record", "--native", "--rate", "200", "--format", "raw",
                               "--output", str(raw), "--", sys.executable, __file__, "--loop", name,
                               "--batch", str(batch), "--seconds", str(seconds)],
                              capture_output=True, text=True)
@@ -117,6 +119,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="only the conv rows whose name contains this")
     parser.add_argument("--loop", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch < 1 or args.seconds <= 0 or args.repeats < 1:
+        parser.error(f"--batch and --repeats must be at least 1 and --seconds above 0, got "
+                     f"{args.batch}, {args.repeats} and {args.seconds}")
     if args.loop:
         return loop(args.loop, args.batch, args.seconds)
     if shutil.which("py-spy") is None:
