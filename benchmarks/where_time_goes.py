@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import os
 
-os.environ["CONVSCOPE_NUM_THREADS"] = "1"  # before NumPy and convscope are imported
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+if __name__ == "__main__":  # before NumPy and convscope are imported (a test importing this keeps its own)
+    os.environ["CONVSCOPE_NUM_THREADS"] = "1"
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402

@@ -375,8 +375,10 @@ def conv_backward(x, w, dy, stride, pads, dilate, groups, *, input_grad, bias) -
 
 
 def summed(parts):
-    """The sum of the batch parts' arrays (the one array itself when there is one part)."""
-    return parts[0] if len(parts) == 1 else np.sum(parts, axis=0)
+    """The sum of the batch parts' arrays (the one array itself when there is one part), added one
+    to the next: np.sum stacks them into a new array first (CIFAR-10's conv3 filter gradient, two
+    parts: 27.5 µs against 5 µs)."""
+    return functools.reduce(np.add, parts)
 
 
 def _backward_from_dy_columns(x, w, dy, pads, dilate, groups, *, bias) -> tuple:
