@@ -47,6 +47,15 @@ def test_batch_parts_cover_the_batch_once():
     assert sum(p.stop - p.start for p in parts) == 100 and parts[0].start == 0 and parts[-1].stop == 100
 
 
+def _recording_bands(box_blocks, bands: list):
+    """box_blocks, noting in `bands` whether each block it gives is a band of one sample's rows."""
+    def recorded(*args):
+        made = box_blocks(*args)
+        bands.extend(block[2] > 0 for block in made)
+        return made
+    return recorded
+
+
 @pytest.mark.parametrize("block_floats", [1, 700])
 def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_floats):
     """Convolution runs block by block (whole samples, or bands of one sample's output rows);
@@ -54,6 +63,7 @@ def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_f
     from convscope.backend import numpy_kernels
 
     x, x8, x16 = (RNG.standard_normal((3, 20, 19, d)) for d in (2, 8, 16))
+    monkeypatch.setattr(numpy_kernels, "BOXES_MIN_SAVED", 0)  # this small batch goes by boxes too
     settings = [
         (x, RNG.standard_normal((3, 3, 2, 4)), {"pad": 1}),
         (x, RNG.standard_normal((3, 2, 1, 4)), {"stride": 2, "groups": 2}),
@@ -61,6 +71,7 @@ def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_f
         # 8 channels per group, fewer than 4 filters per channel: both products from dE/dy's columns
         (x8, RNG.standard_normal((3, 3, 8, 8)), {"pad": 1}),
         (x16, RNG.standard_normal((3, 2, 8, 16)), {"groups": 2, "dilate": (1, 2)}),
+        (x16, RNG.standard_normal((3, 3, 16, 16)), {"pad": 1}),  # box by box, forward and dE/dx
     ]
     for x, w, hyper in settings:
         b = RNG.standard_normal(w.shape[-1])
@@ -69,10 +80,13 @@ def test_blocks_of_output_rows_give_the_whole_batch_results(monkeypatch, block_f
         rotated = numpy_kernels.dx_by_rotation(x.shape, w.shape, dy.shape, stride, hyper.get("groups", 1))
         assert rotated == (x.shape[-1] >= 8)
         whole = [ops.conv(x, w, b, **hyper), *ops.conv_backward(x, w, b, dy, **hyper)]
-        monkeypatch.setattr(numpy_kernels, "BLOCK_FLOATS", block_floats)
-        assert len(list(numpy_kernels.blocks(3, dy.shape[1:-1], 9))) > 3
-        split = [ops.conv(x, w, b, **hyper), *ops.conv_backward(x, w, b, dy, **hyper)]
-        monkeypatch.undo()
+        with monkeypatch.context() as patch:
+            patch.setattr(numpy_kernels, "BLOCK_FLOATS", block_floats)
+            assert len(list(numpy_kernels.blocks(3, dy.shape[1:-1], 9))) > 3
+            bands = []  # per box block, whether it is a band of one sample's rows (the size took effect)
+            patch.setattr(numpy_kernels, "_box_blocks", _recording_bands(numpy_kernels._box_blocks, bands))
+            split = [ops.conv(x, w, b, **hyper), *ops.conv_backward(x, w, b, dy, **hyper)]
+            assert any(bands) == (w.shape[-2:] == (16, 16))  # only the last setting goes by boxes
         for a, c in zip(whole, split, strict=True):
             assert relative_error(c, a) < 1e-14
 

@@ -224,7 +224,7 @@ def with_bias_row(filters: list[np.ndarray], bias, tile: int, dtype) -> list[np.
 BLOCK_FLOATS = 1 << 19  # im2col columns of one block: 2 MB of float32, still in cache when the product runs
 
 
-def blocks(batch: int, out_spatial, columns: int, outputs: int = 0):
+def blocks(batch: int, out_spatial, columns: int, outputs: int = 0, block_floats: int | None = None):
     """Output blocks (n0, n1, i0, i1) whose im2col columns, and the product's `outputs` numbers per
     row, each hold at most about BLOCK_FLOATS numbers.
 
@@ -237,9 +237,9 @@ def blocks(batch: int, out_spatial, columns: int, outputs: int = 0):
     12 columns, 64 outputs): sized by its columns alone, its output blocks were 11 MB and the forward
     took 65–78 ms against 46–52 ms with 2 MB blocks (batch 128, two threads, in turns; the filter
     gradient, whose dE/dy block is the wide side, measured 1.01–1.08× slower so, and keeps the
-    columns' size).
+    columns' size). `block_floats`: another size than BLOCK_FLOATS.
     """
-    rows = max(64, BLOCK_FLOATS // max(columns, outputs))
+    rows = max(64, (block_floats or BLOCK_FLOATS) // max(columns, outputs))
     per_line = math.prod(out_spatial[1:])
     lines = out_spatial[0]
     if lines * per_line <= rows:
@@ -761,7 +761,7 @@ def box_products(x, w, out, dilate, box_list) -> list[tuple]:
 def box_columns(view: np.ndarray, columns: int, outputs: int):
     """(block, im2col columns) of one part's window view of a box, block by block (`blocks`)."""
     spatial = (view.ndim - 2) // 2
-    for block in _box_blocks(view.shape[0], view.shape[1 : 1 + spatial], columns, outputs):
+    for block in _box_blocks(view.shape[0], view.shape[1 : 1 + spatial], columns, outputs, BLOCK_FLOATS):
         windows_of_block = block_of(view, block)
         cols = workspace.buffer("conv.cols", windows_of_block.shape, view.dtype)
         np.copyto(cols, windows_of_block)
@@ -769,9 +769,9 @@ def box_columns(view: np.ndarray, columns: int, outputs: int):
 
 
 @functools.lru_cache(maxsize=1024)
-def _box_blocks(batch: int, out_spatial, columns: int, outputs: int) -> tuple:
-    """`blocks`, made once per box shape and batch part."""
-    return tuple(blocks(batch, out_spatial, columns, outputs))
+def _box_blocks(batch: int, out_spatial, columns: int, outputs: int, block_floats: int) -> tuple:
+    """`blocks`, made once per box shape, batch part and block size."""
+    return tuple(blocks(batch, out_spatial, columns, outputs, block_floats))
 
 
 def _box_product_buffer(cols: np.ndarray, f: np.ndarray) -> np.ndarray:
